@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from convo import observability as obs
+from convo.api.deps import ServicesDep
+from convo.api.errors import error_response
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    body, content_type = obs.render()
+    return Response(body, media_type=content_type)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(services: ServicesDep):
+    """Ready to take traffic: the database answers."""
+    try:
+        await services.db.ping()
+    except Exception as exc:
+        return error_response(503, "not_ready", f"database unavailable: {type(exc).__name__}")
+    return {"status": "ready"}

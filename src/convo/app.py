@@ -1,0 +1,41 @@
+"""Builds the FastAPI app: routers, error handling, metrics, the web app, and the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from convo import __version__
+from convo.api import auth, errors, messages, models, ops, threads
+from convo.config import Settings, get_settings
+from convo.observability import MetricsMiddleware, setup_logging
+from convo.services import Services
+
+WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    setup_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.build(settings)
+        app.state.services = services
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(title="Convo", version=__version__, lifespan=lifespan)
+    errors.install(app)
+    for module in (auth, models, threads, messages, ops):
+        app.include_router(module.router)
+    if (WEB_DIST / "index.html").exists():
+        app.mount("/", StaticFiles(directory=WEB_DIST, html=True), name="web")
+    return MetricsMiddleware(app)  # type: ignore[return-value]

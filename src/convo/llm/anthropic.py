@@ -1,0 +1,125 @@
+"""Anthropic's Messages API through the official SDK."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import anthropic
+import httpx
+import pydantic
+
+from convo.llm import tokens
+from convo.llm.base import ChatMessage, ChatRequest, Chunk, ModelSpec, TextDelta, UpstreamError, Usage
+from convo.llm.openai_compat import status_error
+from convo.llm.prices import ANTHROPIC_DEFAULT_MODELS
+
+DEFAULT_MAX_TOKENS = 4096
+
+
+class AnthropicProvider:
+    kind = "anthropic"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        models: list[ModelSpec] | None,
+        timeout: float,
+    ) -> None:
+        self.name = name
+        self._models = models if models is not None else [ModelSpec(id=m) for m in ANTHROPIC_DEFAULT_MODELS]
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+        )
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url, max_retries=0, http_client=self._http
+        )
+
+    async def models(self) -> list[ModelSpec]:
+        return self._models
+
+    def count_tokens(self, model: str, text: str) -> int:
+        # Anthropic publishes no tokenizer for current models; cl100k is the usual close estimate.
+        # Billing uses the exact usage the API reports; this only fills in for cancelled answers.
+        return tokens.count("gpt-4", text)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        system, turns = _split_system(request.messages)
+        kwargs: dict = {}
+        if system:
+            kwargs["system"] = system
+        if request.temperature is not None:
+            kwargs["temperature"] = min(max(request.temperature, 0.0), 1.0)  # Anthropic's range is 0..1
+        prompt_tokens = 0
+        started = False
+        try:
+            stream = await self._client.messages.create(
+                model=request.model,
+                max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
+                messages=turns,
+                stream=True,
+                **kwargs,
+            )
+            async with stream:
+                async for event in stream:
+                    started = True
+                    if event.type == "message_start":
+                        prompt_tokens = event.message.usage.input_tokens or 0
+                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        if event.delta.text:
+                            yield TextDelta(event.delta.text)
+                    elif event.type == "message_delta" and event.usage is not None:
+                        yield Usage(prompt_tokens, event.usage.output_tokens or 0)
+        except anthropic.APITimeoutError as exc:
+            raise UpstreamError("Anthropic did not answer in time.", code="upstream_timeout") from exc
+        except anthropic.APIConnectionError as exc:
+            raise _connection_error(started) from exc
+        except anthropic.APIStatusError as exc:
+            raise status_error(exc.status_code, _error_text(exc)) from exc
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            raise UpstreamError("Anthropic stopped sending.", code="upstream_timeout") from exc
+        except httpx.TransportError as exc:
+            raise _connection_error(started) from exc
+        except (json.JSONDecodeError, pydantic.ValidationError, anthropic.APIResponseValidationError) as exc:
+            raise UpstreamError(
+                "Anthropic sent a response that is not a valid event stream.", code="upstream_protocol_error"
+            ) from exc
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await self._http.aclose()
+
+
+def _split_system(messages: list[ChatMessage]) -> tuple[str, list[dict]]:
+    """Anthropic takes the system prompt apart and wants turns that alternate, starting with the user."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    turns: list[dict] = []
+    for m in messages:
+        if m.role == "system" or not m.content:
+            continue
+        if turns and turns[-1]["role"] == m.role:
+            turns[-1]["content"] += "\n\n" + m.content
+        else:
+            turns.append({"role": m.role, "content": m.content})
+    if turns and turns[0]["role"] != "user":
+        turns.insert(0, {"role": "user", "content": "(continued)"})
+    return system, turns
+
+
+def _connection_error(started: bool) -> UpstreamError:
+    if started:
+        return UpstreamError("Anthropic broke off its answer.", code="upstream_stream_broken")
+    return UpstreamError("Cannot reach Anthropic.", code="upstream_unreachable")
+
+
+def _error_text(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:500]
+    return str(exc.message)[:500]

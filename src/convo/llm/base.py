@@ -1,0 +1,86 @@
+"""What every model provider offers: a list of models and a stream of text deltas and usage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from convo.errors import ConvoError
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # system | user | assistant
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str  # the provider's own model id
+    messages: list[ChatMessage]
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Chunk = TextDelta | Usage
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str  # what users and the API call it (unique across providers)
+    provider: str
+    upstream_id: str  # what the provider calls it
+    label: str
+    context_window: int | None = None
+    input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * (self.input_usd_per_mtok or 0.0)
+            + completion_tokens * (self.output_usd_per_mtok or 0.0)
+        ) / 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as configured (providers file) or known (built-in table), before ids are made unique."""
+
+    id: str
+    label: str | None = None
+    context_window: int | None = None
+    input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class UpstreamError(ConvoError):
+    """The model server failed; `code` says how (unreachable, timeout, auth, rate_limited, ...)."""
+
+    status = 502
+    code = "upstream_error"
+
+
+class Provider(Protocol):
+    name: str
+    kind: str
+
+    async def models(self) -> list[ModelSpec]: ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]: ...
+
+    def count_tokens(self, model: str, text: str) -> int: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,136 @@
+"""Any OpenAI-compatible chat server (OpenAI, vLLM, Ollama, llama.cpp server, LM Studio)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import openai
+import pydantic
+
+from convo.llm import tokens
+from convo.llm.base import ChatRequest, Chunk, ModelSpec, TextDelta, UpstreamError, Usage
+
+log = logging.getLogger(__name__)
+
+# Listing models of a server that has hundreds (OpenAI itself) should not offer embeddings or audio.
+_NOT_CHAT = ("embedding", "whisper", "tts", "dall-e", "moderation", "davinci", "babbage", "transcribe")
+
+
+class OpenAIProvider:
+    kind = "openai"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str | None,
+        api_key: str | None,
+        models: list[ModelSpec] | None,
+        timeout: float,
+    ) -> None:
+        self.name = name
+        self._configured = models
+        self._discovered: tuple[float, list[ModelSpec]] | None = None
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+        )
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, http_client=self._http
+        )
+
+    async def models(self) -> list[ModelSpec]:
+        if self._configured is not None:
+            return self._configured
+        # No list given: ask the server, and remember its answer for a minute.
+        now = time.monotonic()
+        if self._discovered and now - self._discovered[0] < 60:
+            return self._discovered[1]
+        try:
+            page = await self._client.models.list(timeout=5.0)
+            ids = sorted(m.id for m in page.data if not any(word in m.id for word in _NOT_CHAT))
+            found = [ModelSpec(id=i) for i in ids]
+        except Exception as exc:
+            log.warning("could not list models of provider %s: %s", self.name, exc)
+            found = self._discovered[1] if self._discovered else []
+        self._discovered = (now, found)
+        return found
+
+    def count_tokens(self, model: str, text: str) -> int:
+        return tokens.count(model, text)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        kwargs: dict = {}
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            kwargs["max_tokens"] = request.max_tokens
+        started = False
+        try:
+            stream = await self._client.chat.completions.create(
+                model=request.model,
+                messages=[{"role": m.role, "content": m.content} for m in request.messages],
+                stream=True,
+                stream_options={"include_usage": True},
+                **kwargs,
+            )
+            async with stream:
+                async for chunk in stream:
+                    started = True
+                    if chunk.usage is not None:
+                        yield Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+                    for choice in chunk.choices or ():
+                        text = choice.delta.content if choice.delta else None
+                        if text:
+                            yield TextDelta(text)
+        except openai.APITimeoutError as exc:
+            raise UpstreamError("The model server did not answer in time.", code="upstream_timeout") from exc
+        except openai.APIConnectionError as exc:
+            raise _connection_error(exc.__cause__ or exc, started) from exc
+        except openai.APIStatusError as exc:
+            raise status_error(exc.status_code, _error_text(exc)) from exc
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            raise UpstreamError("The model server stopped sending.", code="upstream_timeout") from exc
+        except httpx.TransportError as exc:
+            raise _connection_error(exc, started) from exc
+        except (json.JSONDecodeError, pydantic.ValidationError, openai.APIResponseValidationError) as exc:
+            raise UpstreamError(
+                "The model server sent a response that is not valid OpenAI streaming.",
+                code="upstream_protocol_error",
+            ) from exc
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await self._http.aclose()
+
+
+def _connection_error(exc: BaseException, started: bool) -> UpstreamError:
+    if started:
+        return UpstreamError("The model server broke off its answer.", code="upstream_stream_broken")
+    return UpstreamError(f"Cannot reach the model server ({type(exc).__name__}).", code="upstream_unreachable")
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:500]
+    return str(exc.message)[:500]
+
+
+def status_error(status: int, detail: str) -> UpstreamError:
+    """Map an upstream HTTP status to an error code a user can act on."""
+    if status in (401, 403):
+        return UpstreamError(f"The model server refused the API key: {detail}", code="upstream_auth")
+    if status == 404:
+        return UpstreamError(f"The model server does not know this model: {detail}", code="upstream_not_found")
+    if status == 429:
+        return UpstreamError(f"The model server is rate limiting: {detail}", code="upstream_rate_limited")
+    if 400 <= status < 500:
+        return UpstreamError(f"The model server rejected the request: {detail}", code="upstream_bad_request")
+    return UpstreamError(f"The model server failed ({status}): {detail}", code="upstream_error")
