@@ -6,12 +6,12 @@ import json
 from collections.abc import AsyncIterator
 
 import anthropic
-import httpx
+import httpx2
 import pydantic
 
 from convo.llm import tokens
 from convo.llm.base import ChatMessage, ChatRequest, Chunk, ModelSpec, TextDelta, UpstreamError, Usage
-from convo.llm.openai_compat import status_error
+from convo.llm.openai_compat import sdk_http_client, status_error
 from convo.llm.prices import ANTHROPIC_DEFAULT_MODELS
 
 DEFAULT_MAX_TOKENS = 4096
@@ -31,10 +31,7 @@ class AnthropicProvider:
     ) -> None:
         self.name = name
         self._models = models if models is not None else [ModelSpec(id=m) for m in ANTHROPIC_DEFAULT_MODELS]
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-        )
+        self._http = sdk_http_client(timeout)
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, max_retries=0, http_client=self._http
         )
@@ -80,9 +77,9 @@ class AnthropicProvider:
             raise _connection_error(started) from exc
         except anthropic.APIStatusError as exc:
             raise status_error(exc.status_code, _error_text(exc)) from exc
-        except (httpx.TimeoutException, TimeoutError) as exc:
+        except (httpx2.TimeoutException, TimeoutError) as exc:
             raise UpstreamError("Anthropic stopped sending.", code="upstream_timeout") from exc
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             raise _connection_error(started) from exc
         except (json.JSONDecodeError, pydantic.ValidationError, anthropic.APIResponseValidationError) as exc:
             raise UpstreamError(

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import httpx
+import httpx2
 import openai
 import pydantic
 
@@ -18,6 +18,16 @@ log = logging.getLogger(__name__)
 
 # Listing models of a server that has hundreds (OpenAI itself) should not offer embeddings or audio.
 _NOT_CHAT = ("embedding", "whisper", "tts", "dall-e", "moderation", "davinci", "babbage", "transcribe")
+
+
+def sdk_http_client(timeout: float) -> httpx2.AsyncClient:
+    """The HTTP client the official SDKs use (httpx2), with no cap on concurrent streams: httpx's
+    default of 100 connections would queue the 101st answer behind the others."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
+        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=256),
+        follow_redirects=True,
+    )
 
 
 class OpenAIProvider:
@@ -35,10 +45,7 @@ class OpenAIProvider:
         self.name = name
         self._configured = models
         self._discovered: tuple[float, list[ModelSpec]] | None = None
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-        )
+        self._http = sdk_http_client(timeout)
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key or "not-needed", max_retries=0, http_client=self._http
         )
@@ -93,9 +100,9 @@ class OpenAIProvider:
             raise _connection_error(exc.__cause__ or exc, started) from exc
         except openai.APIStatusError as exc:
             raise status_error(exc.status_code, _error_text(exc)) from exc
-        except (httpx.TimeoutException, TimeoutError) as exc:
+        except (httpx2.TimeoutException, TimeoutError) as exc:
             raise UpstreamError("The model server stopped sending.", code="upstream_timeout") from exc
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             raise _connection_error(exc, started) from exc
         except (json.JSONDecodeError, pydantic.ValidationError, openai.APIResponseValidationError) as exc:
             raise UpstreamError(

@@ -1,0 +1,230 @@
+"""Shared fixtures: the fake model server, a PostgreSQL server, and real `convo serve` processes.
+
+Every API test runs twice, against a server on SQLite and one on PostgreSQL. With CI=true a missing
+PostgreSQL is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fakes.upstream import FakeUpstream, free_port
+from tests.support import Api
+
+ROOT = Path(__file__).resolve().parents[1]
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_emails = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream().start()
+    yield fake
+    fake.stop()
+
+
+def _start_pgserver(folder: Path) -> str:
+    import pgserver
+
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+    uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/tmp/...
+    server.psql("CREATE DATABASE convo_test;")
+    return uri.replace("/postgres?", "/convo_test?")
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PostgreSQL database with pgvector: CONVO_TEST_DATABASE_URL, or a private server from pgserver."""
+    url = os.environ.get("CONVO_TEST_DATABASE_URL")
+    if url:
+        return url
+    try:
+        # pgserver wants a short path: its socket lives in the data folder.
+        return _start_pgserver(Path(tempfile.mkdtemp(prefix="cvpg")))
+    except Exception as exc:  # not installed, or cannot start here
+        if CI:
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"no PostgreSQL for tests: {exc}")
+
+
+def providers_file(folder: Path, fake: FakeUpstream) -> Path:
+    path = folder / "providers.yaml"
+    path.write_text(
+        f"""
+providers:
+  - name: fakeai
+    type: openai
+    base_url: {fake.base_url}
+    api_key: sk-test
+    models:
+      - id: fake-gpt
+        label: Fake GPT
+        context_window: 8192
+        input_usd_per_mtok: 2.0
+        output_usd_per_mtok: 8.0
+      - id: fake-mini
+        label: Fake mini
+        context_window: 256
+        input_usd_per_mtok: 0.5
+        output_usd_per_mtok: 1.0
+  - name: fakeanthropic
+    type: anthropic
+    base_url: {fake.anthropic_url}
+    api_key: sk-ant-test
+    models:
+      - id: claude-fake
+        label: Claude Fake
+        context_window: 200000
+        input_usd_per_mtok: 3.0
+        output_usd_per_mtok: 15.0
+"""
+    )
+    return path
+
+
+class Server:
+    """`convo serve` in a subprocess, as a user runs it."""
+
+    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+        self.folder = folder
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = folder / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def convo(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "convo.cli", *args], env=self.env, capture_output=True,
+                              text=True, timeout=120)
+
+    def start(self) -> Server:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "convo.cli", "serve", "--port", str(self.port)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not become ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.process and self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self, *, kill: bool = False) -> None:
+        self.stop(kill=kill)
+        self.start()
+
+    def api(self, email: str | None = None) -> Api:
+        """A client signed up as a new user."""
+        api = Api(self.url)
+        api.signup(email or f"user{next(_emails)}-{os.getpid()}@example.com")
+        return api
+
+
+def make_env(folder: Path, fake: FakeUpstream, database_url: str | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVO_", "OPENAI_", "ANTHROPIC_"))}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    env.update(
+        CONVO_DATA_DIR=str(folder / "data"),
+        CONVO_PROVIDERS_FILE=str(providers_file(folder, fake)),
+        CONVO_DEFAULT_MODEL="fake-gpt",
+        CONVO_SSE_PING_SECONDS="1",
+        CONVO_UPSTREAM_TIMEOUT="3",
+        CONVO_CHECKPOINT_SECONDS="0.2",
+        CONVO_LOG_LEVEL="warning",
+        PYTHONPATH=str(ROOT / "src"),
+    )
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    env.update(extra)
+    return env
+
+
+def _fresh_pg_database(pg_url: str, name: str) -> str:
+    import psycopg
+
+    admin = pg_url.replace("postgresql+asyncpg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = admin.partition("?")
+    base = base.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def backend_url(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "sqlite":
+        return None
+    pg = request.getfixturevalue("pg_url")
+    return _fresh_pg_database(pg, f"convo_{os.getpid()}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Anything that uses a server runs on both backends.
+    if "backend_url" in metafunc.fixturenames:
+        metafunc.parametrize("backend_url", ["sqlite", "postgresql"], indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def server(backend_url: str | None, fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("server")
+    srv = Server(folder, make_env(folder, fake_upstream, backend_url))
+    if backend_url:
+        result = srv.convo("migrate")
+        assert result.returncode == 0, result.stderr
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def own_server(backend_url: str | None, fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own, for tests that restart or stop it."""
+    url = backend_url
+    if url:
+        url = _fresh_pg_database(url, f"convo_own_{os.getpid()}")
+    srv = Server(tmp_path, make_env(tmp_path, fake_upstream, url))
+    if url:
+        assert srv.convo("migrate").returncode == 0
+    srv.start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(tmp_path / "data", ignore_errors=True)
+
+
+@pytest.fixture
+def api(server: Server) -> Iterator[Api]:
+    client = server.api()
+    yield client
+    client.close()

@@ -1,0 +1,135 @@
+"""Test helpers: an API client that signs up, and an SSE reader that parses the real byte stream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class Event:
+    id: int | None
+    event: str
+    data: Any
+
+
+@dataclass
+class Stream:
+    """What a client saw on one SSE connection."""
+
+    events: list[Event] = field(default_factory=list)
+    pings: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def of(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.event == kind]
+
+    @property
+    def text(self) -> str:
+        return "".join(e.data["text"] for e in self.of("delta"))
+
+    @property
+    def last(self) -> Event:
+        return self.events[-1]
+
+    @property
+    def ids(self) -> list[int]:
+        return [e.id for e in self.events if e.id is not None]
+
+
+def parse_sse(lines: Iterator[str], stream: Stream, *, stop_after: int | None = None) -> Stream:
+    """Parse `text/event-stream` lines as a browser does (fields, comments, blank-line dispatch)."""
+    current: dict[str, Any] = {"data": []}
+    for line in lines:
+        if line == "":
+            if current["data"] or current.get("event"):
+                raw = "\n".join(current["data"])
+                stream.events.append(
+                    Event(
+                        int(current["id"]) if current.get("id") else None,
+                        current.get("event", "message"),
+                        json.loads(raw) if raw else None,
+                    )
+                )
+                if stop_after is not None and len(stream.events) >= stop_after:
+                    return stream
+            current = {"data": []}
+            continue
+        if line.startswith(":"):
+            if line[1:].strip() == "ping":
+                stream.pings += 1
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            current["data"].append(value)
+        elif name in ("id", "event"):
+            current[name] = value
+    return stream
+
+
+class Api:
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(30.0))
+        self.token = token
+        self.user: dict[str, Any] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def signup(self, email: str, password: str = "correct horse battery") -> dict[str, Any]:
+        response = self.http.post("/api/auth/signup", json={"email": email, "password": password})
+        assert response.status_code == 201, response.text
+        body = response.json()
+        self.token, self.user = body["token"], body["user"]
+        self.http.cookies.clear()  # bearer only, unless a test opts into cookies
+        return body
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def thread(self, **body: Any) -> dict[str, Any]:
+        response = self.post("/api/threads", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def stream(self, method: str, path: str, *, stop_after: int | None = None, **kwargs: Any) -> Stream:
+        """Open an SSE request and read it to its end (or `stop_after` events, then hang up)."""
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        with self.http.stream(method, path, headers=headers, **kwargs) as response:
+            stream = Stream(headers=dict(response.headers))
+            if response.status_code != 200:
+                response.read()
+                raise AssertionError(f"{response.status_code}: {response.text}")
+            return parse_sse(response.iter_lines(), stream, stop_after=stop_after)
+
+    def send(self, thread_id: int, content: str, **body: Any) -> Stream:
+        stop_after = body.pop("stop_after", None)
+        return self.stream("POST", f"/api/threads/{thread_id}/messages", json={"content": content, **body},
+                           stop_after=stop_after)
+
+    def follow(self, message_id: int, after: int | None = None, **kwargs: Any) -> Stream:
+        headers = {"Last-Event-ID": str(after)} if after is not None else {}
+        return self.stream("GET", f"/api/convo/messages/{message_id}/stream", headers=headers, **kwargs)
+
+    def close(self) -> None:
+        self.http.close()
