@@ -78,6 +78,12 @@ providers:
         context_window: 256
         input_usd_per_mtok: 0.5
         output_usd_per_mtok: 1.0
+  - name: deadai
+    type: openai
+    base_url: http://127.0.0.1:{free_port()}/v1
+    models:
+      - id: dead-model
+        context_window: 4096
   - name: fakeanthropic
     type: anthropic
     base_url: {fake.anthropic_url}

@@ -33,7 +33,7 @@ class AnthropicProvider:
         self._models = models if models is not None else [ModelSpec(id=m) for m in ANTHROPIC_DEFAULT_MODELS]
         self._http = sdk_http_client(timeout)
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, max_retries=0, http_client=self._http
+            api_key=api_key, base_url=base_url, max_retries=0, http_client=self._http, timeout=self._http.timeout
         )
 
     async def models(self) -> list[ModelSpec]:
@@ -50,7 +50,9 @@ class AnthropicProvider:
         if system:
             kwargs["system"] = system
         if request.temperature is not None:
-            kwargs["temperature"] = min(max(request.temperature, 0.0), 1.0)  # Anthropic's range is 0..1
+            # Anthropic's range is 0..1. This SDK release no longer names the parameter, while the
+            # Messages API still takes it, so it travels in the body.
+            kwargs["extra_body"] = {"temperature": min(max(request.temperature, 0.0), 1.0)}
         prompt_tokens = 0
         started = False
         try:
@@ -61,6 +63,7 @@ class AnthropicProvider:
                 stream=True,
                 **kwargs,
             )
+            finished = False
             async with stream:
                 async for event in stream:
                     started = True
@@ -71,6 +74,10 @@ class AnthropicProvider:
                             yield TextDelta(event.delta.text)
                     elif event.type == "message_delta" and event.usage is not None:
                         yield Usage(prompt_tokens, event.usage.output_tokens or 0)
+                    elif event.type == "message_stop":
+                        finished = True
+            if not finished:
+                raise _connection_error(started=True)
         except anthropic.APITimeoutError as exc:
             raise UpstreamError("Anthropic did not answer in time.", code="upstream_timeout") from exc
         except anthropic.APIConnectionError as exc:

@@ -47,7 +47,8 @@ class OpenAIProvider:
         self._discovered: tuple[float, list[ModelSpec]] | None = None
         self._http = sdk_http_client(timeout)
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, http_client=self._http
+            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, http_client=self._http,
+            timeout=self._http.timeout,
         )
 
     async def models(self) -> list[ModelSpec]:
@@ -85,6 +86,7 @@ class OpenAIProvider:
                 stream_options={"include_usage": True},
                 **kwargs,
             )
+            finished = False
             async with stream:
                 async for chunk in stream:
                     started = True
@@ -94,6 +96,10 @@ class OpenAIProvider:
                         text = choice.delta.content if choice.delta else None
                         if text:
                             yield TextDelta(text)
+                        finished = finished or choice.finish_reason is not None
+            if not finished:
+                # The connection closed before the server said the answer was over: a cut, not an end.
+                raise UpstreamError("The model server broke off its answer.", code="upstream_stream_broken")
         except openai.APITimeoutError as exc:
             raise UpstreamError("The model server did not answer in time.", code="upstream_timeout") from exc
         except openai.APIConnectionError as exc:
