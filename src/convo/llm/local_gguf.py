@@ -93,17 +93,20 @@ class LocalProvider:
                     max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
                     stream=True,
                 )
-                completion = 0
+                completion, finish = 0, None
                 for chunk in chunks:
                     if stop.is_set():
                         break
-                    text = chunk["choices"][0]["delta"].get("content")
+                    choice = chunk["choices"][0]
+                    finish = choice.get("finish_reason") or finish
+                    text = choice["delta"].get("content")
                     if text:
                         completion += 1
                         put(TextDelta(text))
-                # The context now holds the prompt and the generated tokens (the last one not yet fed).
-                prompt = max(0, llama.n_tokens - max(0, completion - 1))
-                put(Usage(prompt, completion))
+                # The context now holds the prompt and every generated token that was fed back: all of
+                # them when the model stopped by itself, all but the last when it hit max_tokens.
+                fed = completion - 1 if finish == "length" else completion
+                put(Usage(max(0, llama.n_tokens - max(0, fed)), completion))
             except Exception as exc:  # the model is in this process: report, never crash the server
                 log.exception("embedded model failed")
                 put(UpstreamError(f"The embedded model failed: {exc}", code="local_model_error"))
