@@ -9,6 +9,7 @@ from convo.db.session import Database
 from convo.domain.chat import Chat
 from convo.domain.threads import Threads
 from convo.domain.users import Users
+from convo.domain.versions import Versions
 from convo.llm import tokens
 from convo.llm.registry import Registry, build_registry
 from convo.runtime.cancel import LocalCancelBus
@@ -23,6 +24,7 @@ class Services:
     users: Users
     threads: Threads
     chat: Chat
+    versions: Versions
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -30,13 +32,15 @@ class Services:
         db = Database(settings.db_url)
         registry = build_registry(settings)
         streams = MemoryStreamLog(settings.stream_retention_seconds)
+        chat = Chat(db, registry, streams, LocalCancelBus(), settings)
         return cls(
             settings=settings,
             db=db,
             registry=registry,
             users=Users(db, signup=settings.signup, session_days=settings.session_days),
             threads=Threads(db, registry),
-            chat=Chat(db, registry, streams, LocalCancelBus(), settings),
+            chat=chat,
+            versions=Versions(db, chat),
         )
 
     async def start(self) -> None:

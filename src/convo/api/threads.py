@@ -34,7 +34,7 @@ class SwitchIn(BaseModel):
     message_id: int
 
 
-def _with_messages(view: ThreadView) -> ThreadWithMessages:
+def thread_with_messages(view: ThreadView) -> ThreadWithMessages:
     return ThreadWithMessages(
         **ThreadPublic.of(view.thread).model_dump(), messages=[MessagePublic.of(m) for m in view.messages]
     )
@@ -59,7 +59,7 @@ async def list_threads(
 
 @router.get("/{thread_id}")
 async def get_thread(thread_id: int, user: CurrentUser, services: ServicesDep) -> ThreadWithMessages:
-    return _with_messages(await services.threads.get(user, thread_id))
+    return thread_with_messages(await services.threads.get(user, thread_id))
 
 
 @router.patch("/{thread_id}")
@@ -67,7 +67,7 @@ async def update_thread(
     thread_id: int, body: ThreadUpdate, user: CurrentUser, services: ServicesDep
 ) -> ThreadWithMessages:
     view = await services.threads.update(user, thread_id, **body.model_dump(exclude_unset=True))
-    return _with_messages(view)
+    return thread_with_messages(view)
 
 
 @router.delete("/{thread_id}", status_code=204)
@@ -78,4 +78,4 @@ async def delete_thread(thread_id: int, user: CurrentUser, services: ServicesDep
 
 @router.post("/{thread_id}/switch")
 async def switch_branch(thread_id: int, body: SwitchIn, user: CurrentUser, services: ServicesDep) -> ThreadWithMessages:
-    return _with_messages(await services.threads.switch(user, thread_id, body.message_id))
+    return thread_with_messages(await services.threads.switch(user, thread_id, body.message_id))

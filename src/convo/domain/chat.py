@@ -171,68 +171,118 @@ class Chat:
         max_tokens: int | None = None,
     ) -> Started:
         """Add a user message under `parent_id` (default: the current leaf) and start its answer."""
-        if not content.strip():
+        async with self.db.read() as session:
+            thread = await owned_thread(session, user, thread_id)
+        return await self._answer(
+            user, thread_id, parent_id=parent_id if parent_id is not None else thread.current_leaf_id,
+            content=content, model=model, temperature=temperature, max_tokens=max_tokens,
+        )
+
+    async def regenerate(
+        self, user: User, message_id: int, *, model: str | None = None, temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Started:
+        """A new answer beside an answer (a sibling version), or under a user message that has none."""
+        async with self.db.read() as session:
+            message = await owned_message(session, user, message_id)
+        if message.role == "assistant":
+            if message.status == "streaming":
+                raise Conflict("This answer is still being written; cancel it first.", code="message_streaming")
+            question_id = message.parent_id
+        else:
+            question_id = message.id
+        assert question_id is not None  # an answer always hangs under a user message
+        return await self._answer(
+            user, message.thread_id, question_id=question_id, model=model, temperature=temperature,
+            max_tokens=max_tokens,
+        )
+
+    async def edit(self, user: User, message_id: int, content: str) -> Started:
+        """A new version of a user message (a sibling under the same parent) and a fresh answer to it."""
+        async with self.db.read() as session:
+            message = await owned_message(session, user, message_id)
+        if message.role != "user":
+            raise InvalidInput("Only a user message is edited with a new answer.", code="not_a_user_message")
+        return await self._answer(user, message.thread_id, parent_id=message.parent_id, content=content)
+
+    async def _answer(
+        self,
+        user: User,
+        thread_id: int,
+        *,
+        parent_id: int | None = None,
+        content: str | None = None,
+        question_id: int | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Started:
+        """Start an answer: to a new user message `content` under `parent_id` (None: a new root), or
+        to the existing user message `question_id`."""
+        if content is not None and not content.strip():
             raise InvalidInput("The message is empty.", code="empty_message")
         async with self.db.read() as session:
             thread = await owned_thread(session, user, thread_id)
-            if parent_id is None:
-                parent_id = thread.current_leaf_id
-            history = await self._history(session, thread, parent_id)
+            if question_id is not None:
+                history = await self._history(session, thread, question_id, expect="user")
+            else:
+                history = await self._history(session, thread, parent_id, expect="assistant")
+                history.append(ChatMessage("user", content or ""))
         resolved = await self.registry.resolve(model or thread.model)
         if temperature is None:
             temperature = thread.temperature
         prompt = [ChatMessage("system", thread.system_prompt)] if thread.system_prompt else []
-        prompt += history + [ChatMessage("user", content)]
-        fitted, prompt_tokens = await self._fit(resolved.provider, resolved.model, prompt, max_tokens)
+        fitted, prompt_tokens = await self._fit(resolved.provider, resolved.model, prompt + history, max_tokens)
 
         async with self.db.write() as session:
             thread = await owned_thread(session, user, thread_id)
-            user_msg = Message(
-                thread_id=thread.id, user_id=user.id, parent_id=parent_id, role="user", content=content,
-                status="complete",
+            if question_id is None:
+                question = Message(
+                    thread_id=thread.id, user_id=user.id, parent_id=parent_id, role="user", content=content,
+                    status="complete", meta={},
+                )
+                session.add(question)
+                await session.flush()
+                if not thread.title:
+                    thread.title = _title_from(content or "")
+            else:
+                question = await owned_message(session, user, question_id)
+            answer = Message(
+                thread_id=thread.id, user_id=user.id, parent_id=question.id, role="assistant", content="",
+                status="streaming", model=resolved.model.id, temperature=temperature, heartbeat_at=utcnow(),
+                event_seq=1, meta={},
             )
-            session.add(user_msg)
-            await session.flush()
-            answer = self._new_answer(user, thread, user_msg.id, resolved.model, temperature)
             session.add(answer)
             await session.flush()
             thread.current_leaf_id = answer.id
             thread.updated_at = utcnow()
-            if not thread.title:
-                thread.title = _title_from(content)
-            user_view = await message_view(session, user_msg)
+            question_view = await message_view(session, question)
             answer_view = await message_view(session, answer)
 
         request = ChatRequest(resolved.model.upstream_id, fitted, temperature, max_tokens)
         await self._launch(
             Run(answer.id, thread.id, resolved.provider, resolved.model, request, prompt_tokens),
-            {"thread_id": thread.id, "user_message": message_json(user_view),
+            {"thread_id": thread.id, "user_message": message_json(question_view),
              "assistant_message": message_json(answer_view)},
         )
         return Started(thread.id, answer.id)
 
-    @staticmethod
-    def _new_answer(user: User, thread: Thread, parent_id: int, model: ModelInfo, temperature: float | None) -> Message:
-        return Message(
-            thread_id=thread.id, user_id=user.id, parent_id=parent_id, role="assistant", content="",
-            status="streaming", model=model.id, temperature=temperature, heartbeat_at=utcnow(), event_seq=1,
-            meta={},
-        )
-
-    async def _history(self, session: Any, thread: Thread, parent_id: int | None) -> list[ChatMessage]:
-        """The conversation from the root down to `parent_id`, as the model should see it."""
-        if parent_id is None:
+    async def _history(
+        self, session: Any, thread: Thread, last_id: int | None, *, expect: str
+    ) -> list[ChatMessage]:
+        """The conversation from the root down to `last_id`, as the model should see it."""
+        if last_id is None:
             return []
         tree = await load_tree(session, thread.id)
-        if parent_id not in tree:
+        if last_id not in tree:
             raise NotFound("No such parent message in this thread.")
-        ids = tree.path_to(parent_id)
+        ids = tree.path_to(last_id)
         rows = {m.id: m for m in await session.scalars(select(Message).where(Message.id.in_(ids)))}
-        parent = rows[parent_id]
-        if parent.role != "assistant":
+        last = rows[last_id]
+        if last.role != expect:
             raise InvalidInput("A new message goes under an answer, not under another user message.",
                                code="invalid_parent")
-        if parent.status == "streaming":
+        if last.status == "streaming":
             raise Conflict("The previous answer is still being written; wait or cancel it.", code="parent_streaming")
         return [ChatMessage(rows[i].role, rows[i].content) for i in ids if rows[i].content]
 
