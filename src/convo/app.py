@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from convo import __version__
-from convo.api import auth, errors, messages, models, ops, threads, tokens
+from convo.api import auth, errors, messages, models, ops, threads, tokens, versions
 from convo.config import Settings, get_settings
 from convo.observability import MetricsMiddleware, setup_logging
 from convo.services import Services
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Convo", version=__version__, lifespan=lifespan)
     errors.install(app)
-    for module in (auth, models, threads, messages, tokens, ops):
+    for module in (auth, models, threads, messages, versions, tokens, ops):
         app.include_router(module.router)
     if (WEB_DIST / "index.html").exists():
         app.mount("/", StaticFiles(directory=WEB_DIST, html=True), name="web")
