@@ -8,6 +8,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import Scope
 
 from convo import __version__
 from convo.api import auth, errors, messages, models, ops, threads, tokens, versions
@@ -16,6 +19,20 @@ from convo.observability import MetricsMiddleware, setup_logging
 from convo.services import Services
 
 WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
+
+
+class WebApp(StaticFiles):
+    """The built web app. Its client-side routes (/t/12) are pages the browser may reload, so a missing
+    path answers index.html; API paths and missing files (anything with a suffix) stay a JSON 404."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        try:
+            return await super().get_response(path, scope)
+        except HTTPException as exc:
+            leaf = path.rsplit("/", 1)[-1]
+            if exc.status_code != 404 or path.split("/", 1)[0] == "api" or "." in leaf:
+                raise
+            return await super().get_response("index.html", scope)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -37,5 +54,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (auth, models, threads, messages, versions, tokens, ops):
         app.include_router(module.router)
     if (WEB_DIST / "index.html").exists():
-        app.mount("/", StaticFiles(directory=WEB_DIST, html=True), name="web")
+        app.mount("/", WebApp(directory=WEB_DIST, html=True), name="web")
     return MetricsMiddleware(app)  # type: ignore[return-value]

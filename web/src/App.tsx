@@ -1,0 +1,57 @@
+import { useEffect, useState } from "react";
+import { AuthScreen } from "./components/Auth/AuthScreen";
+import { SessionDialog } from "./components/Auth/SessionDialog";
+import { ChatView } from "./components/Chat/ChatView";
+import { Composer } from "./components/Composer/Composer";
+import { Sidebar } from "./components/Sidebar/Sidebar";
+import { threadFromPath } from "./lib/route";
+import { useTheme } from "./lib/theme";
+import { useChat } from "./store/chat";
+
+export function App() {
+  const booted = useChat((s) => s.booted);
+  const user = useChat((s) => s.user);
+  const authLost = useChat((s) => s.authLost);
+  const activeId = useChat((s) => s.activeId);
+  const title = useChat((s) => s.thread?.title);
+  const boot = useChat((s) => s.boot);
+  const openThread = useChat((s) => s.openThread);
+  const [theme, toggleTheme] = useTheme();
+  const [menuOpen, setMenuOpen] = useState(false);
+
+  useEffect(() => {
+    void boot();
+  }, [boot]);
+
+  useEffect(() => {
+    const onPop = () => void openThread(threadFromPath());
+    window.addEventListener("popstate", onPop);
+    return () => window.removeEventListener("popstate", onPop);
+  }, [openThread]);
+
+  useEffect(() => {
+    document.title = title ? `${title} · Convo` : "Convo";
+  }, [title]);
+
+  if (!booted) return <p className="booting muted">Loading…</p>;
+  if (!user) return <AuthScreen />;
+
+  return (
+    <div className="app">
+      <Sidebar open={menuOpen} onClose={() => setMenuOpen(false)} theme={theme} onToggleTheme={toggleTheme} />
+      {menuOpen && <div className="scrim phone-only" onClick={() => setMenuOpen(false)} aria-hidden="true" />}
+      <main className="main">
+        <header className="topbar">
+          <button type="button" className="icon phone-only" aria-label="Open chat list" aria-expanded={menuOpen}
+                  onClick={() => setMenuOpen(true)}>
+            ☰
+          </button>
+          <h1 className="thread-heading">{activeId == null ? "New chat" : title || "…"}</h1>
+        </header>
+        <ChatView />
+        <Composer />
+      </main>
+      {authLost && <SessionDialog />}
+    </div>
+  );
+}
