@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from convo.config import Settings
@@ -45,6 +46,7 @@ class Services:
 
     async def start(self) -> None:
         await self.chat.start(sole_process=True)
+        await asyncio.to_thread(tokens.warm)
 
     async def stop(self) -> None:
         await self.chat.stop()

@@ -44,7 +44,7 @@ def sse(frames: AsyncIterator[bytes]) -> StreamingResponse:
 @router.post("/api/threads/{thread_id}/messages", responses=SSE_RESPONSE, response_class=StreamingResponse)
 async def send_message(thread_id: int, body: MessageCreate, user: CurrentUser, services: ServicesDep):
     started = await services.chat.send(user, thread_id, **body.model_dump())
-    return sse(await services.chat.open_stream(user, started.message_id, 0))
+    return sse(services.chat.stream(started.message_id, 0))
 
 
 @router.get("/api/convo/messages/{message_id}/stream", responses=SSE_RESPONSE, response_class=StreamingResponse)

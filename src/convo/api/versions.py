@@ -47,7 +47,7 @@ class DiffPublic(BaseModel):
 @router.post("/{message_id}/regenerate", responses=SSE_RESPONSE, response_class=StreamingResponse)
 async def regenerate(message_id: int, body: RegenerateIn, user: CurrentUser, services: ServicesDep):
     started = await services.chat.regenerate(user, message_id, **body.model_dump())
-    return sse(await services.chat.open_stream(user, started.message_id, 0))
+    return sse(services.chat.stream(started.message_id, 0))
 
 
 @router.post(
@@ -60,7 +60,7 @@ async def edit(message_id: int, body: EditIn, user: CurrentUser, services: Servi
     version of an answer is a hand correction and answers with the saved message."""
     result = await services.versions.edit(user, message_id, body.content, regenerate=body.regenerate)
     if isinstance(result, Started):
-        return sse(await services.chat.open_stream(user, result.message_id, 0))
+        return sse(services.chat.stream(result.message_id, 0))
     return JSONResponse(MessagePublic.of(result).model_dump(mode="json"), status_code=201)
 
 

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from convo import observability as obs
 from convo.config import Settings
 from convo.db.models import Message, Thread, User, utcnow
 from convo.db.session import Database
-from convo.domain.threads import message_view, owned_message, owned_thread
-from convo.domain.tree import load_tree
+from convo.domain.threads import MessageView, message_view, owned_message, owned_thread
+from convo.domain.tree import Node, Tree, load_tree
 from convo.errors import Conflict, ConvoError, InvalidInput, NotFound
 from convo.llm.base import ChatMessage, ChatRequest, ModelInfo, Provider, TextDelta, UpstreamError, Usage
 from convo.llm.registry import Registry
@@ -47,6 +47,7 @@ class Run:
     model: ModelInfo
     request: ChatRequest
     prompt_tokens: int
+    answer_json: dict[str, Any]  # the answer as `start` showed it; `done` shows it finished
     started: float = field(default_factory=time.perf_counter)
     parts: list[str] = field(default_factory=list)
     seq: int = 1  # `start` is event 1
@@ -138,24 +139,29 @@ class Chat:
                 log.exception("housekeeping failed; retrying")
 
     async def _checkpoint(self) -> None:
-        """Write every live answer's text so far, and its heartbeat, in one transaction."""
+        """Write every live answer's text so far, and its heartbeat, in one transaction of two
+        executemany statements (one row per answer)."""
         if not self._runs:
             return
         now = utcnow()
-        rows = []
+        grown, beating = [], []
         for run in list(self._runs.values()):
-            row: dict[str, Any] = {"id": run.message_id, "heartbeat_at": now}
             if run.dirty:
-                row.update(content=run.content, event_seq=run.seq)
                 run.dirty = False
-            rows.append(row)
+                grown.append({"mid": run.message_id, "text": run.content, "seq": run.seq, "beat": now})
+            else:
+                beating.append({"mid": run.message_id, "beat": now})
+        table = Message.__table__
+        live = (table.c.id == bindparam("mid")) & (table.c.status == "streaming")
         async with self.db.write() as session:
-            for row in rows:
+            if grown:
                 await session.execute(
-                    update(Message)
-                    .where(Message.id == row.pop("id"), Message.status == "streaming")
-                    .values(**row)
+                    update(table).where(live).values(
+                        content=bindparam("text"), event_seq=bindparam("seq"), heartbeat_at=bindparam("beat")),
+                    grown,
                 )
+            if beating:
+                await session.execute(update(table).where(live).values(heartbeat_at=bindparam("beat")), beating)
 
     # -- starting a turn -------------------------------------------------------------------------
 
@@ -171,11 +177,9 @@ class Chat:
         max_tokens: int | None = None,
     ) -> Started:
         """Add a user message under `parent_id` (default: the current leaf) and start its answer."""
-        async with self.db.read() as session:
-            thread = await owned_thread(session, user, thread_id)
         return await self._answer(
-            user, thread_id, parent_id=parent_id if parent_id is not None else thread.current_leaf_id,
-            content=content, model=model, temperature=temperature, max_tokens=max_tokens,
+            user, thread_id, parent_id=parent_id, under_leaf=parent_id is None, content=content, model=model,
+            temperature=temperature, max_tokens=max_tokens,
         )
 
     async def regenerate(
@@ -211,22 +215,29 @@ class Chat:
         thread_id: int,
         *,
         parent_id: int | None = None,
+        under_leaf: bool = False,
         content: str | None = None,
         question_id: int | None = None,
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> Started:
-        """Start an answer: to a new user message `content` under `parent_id` (None: a new root), or
-        to the existing user message `question_id`."""
+        """Start an answer: to a new user message `content` under `parent_id` (None: a new root; or the
+        thread's current leaf with `under_leaf`), or to the existing user message `question_id`.
+
+        Few statements, and fewer still inside the write transaction: on SQLite every writer waits
+        for the one before it."""
         if content is not None and not content.strip():
             raise InvalidInput("The message is empty.", code="empty_message")
         async with self.db.read() as session:
             thread = await owned_thread(session, user, thread_id)
+            tree = await load_tree(session, thread.id)
+            if under_leaf:
+                parent_id = thread.current_leaf_id if thread.current_leaf_id in tree else tree.default_leaf()
             if question_id is not None:
-                history = await self._history(session, thread, question_id, expect="user")
+                history = await self._history(session, tree, question_id, expect="user")
             else:
-                history = await self._history(session, thread, parent_id, expect="assistant")
+                history = await self._history(session, tree, parent_id, expect="assistant")
                 history.append(ChatMessage("user", content or ""))
         resolved = await self.registry.resolve(model or thread.model)
         if temperature is None:
@@ -234,46 +245,51 @@ class Chat:
         prompt = [ChatMessage("system", thread.system_prompt)] if thread.system_prompt else []
         fitted, prompt_tokens = await self._fit(resolved.provider, resolved.model, prompt + history, max_tokens)
 
+        now = utcnow()
         async with self.db.write() as session:
-            thread = await owned_thread(session, user, thread_id)
             if question_id is None:
                 question = Message(
                     thread_id=thread.id, user_id=user.id, parent_id=parent_id, role="user", content=content,
-                    status="complete", meta={},
+                    status="complete", meta={}, created_at=now, updated_at=now,
                 )
                 session.add(question)
                 await session.flush()
-                if not thread.title:
-                    thread.title = _title_from(content or "")
             else:
-                question = await owned_message(session, user, question_id)
+                question = await session.get(Message, question_id)
+                if question is None:
+                    raise NotFound("No such message.")
             answer = Message(
                 thread_id=thread.id, user_id=user.id, parent_id=question.id, role="assistant", content="",
-                status="streaming", model=resolved.model.id, temperature=temperature, heartbeat_at=utcnow(),
-                event_seq=1, meta={},
+                status="streaming", model=resolved.model.id, temperature=temperature, heartbeat_at=now,
+                event_seq=1, meta={}, created_at=now, updated_at=now,
             )
             session.add(answer)
             await session.flush()
-            thread.current_leaf_id = answer.id
-            thread.updated_at = utcnow()
-            question_view = await message_view(session, question)
-            answer_view = await message_view(session, answer)
+            title = _title_from(content) if content and not thread.title else thread.title
+            moved = await session.execute(
+                update(Thread)
+                .where(Thread.id == thread.id, Thread.user_id == user.id)
+                .values(current_leaf_id=answer.id, updated_at=now, title=title)
+            )
+            if moved.rowcount != 1:  # deleted meanwhile
+                raise NotFound("No such thread.")
 
+        if question_id is None:
+            tree.add(Node(question.id, parent_id, now))
+        tree.add(Node(answer.id, question.id, now))
+        answer_json = message_json(MessageView(answer, tree.version(answer.id)))
         request = ChatRequest(resolved.model.upstream_id, fitted, temperature, max_tokens)
         await self._launch(
-            Run(answer.id, thread.id, resolved.provider, resolved.model, request, prompt_tokens),
-            {"thread_id": thread.id, "user_message": message_json(question_view),
-             "assistant_message": message_json(answer_view)},
+            Run(answer.id, thread.id, resolved.provider, resolved.model, request, prompt_tokens, answer_json),
+            {"thread_id": thread.id, "user_message": message_json(MessageView(question, tree.version(question.id))),
+             "assistant_message": answer_json},
         )
         return Started(thread.id, answer.id)
 
-    async def _history(
-        self, session: Any, thread: Thread, last_id: int | None, *, expect: str
-    ) -> list[ChatMessage]:
+    async def _history(self, session: Any, tree: Tree, last_id: int | None, *, expect: str) -> list[ChatMessage]:
         """The conversation from the root down to `last_id`, as the model should see it."""
         if last_id is None:
             return []
-        tree = await load_tree(session, thread.id)
         if last_id not in tree:
             raise NotFound("No such parent message in this thread.")
         ids = tree.path_to(last_id)
@@ -380,18 +396,17 @@ class Chat:
             meta["error"] = {"code": error.code, "message": error.message}
         # Events that follow the write: usage and done, or error (and interrupted runs end with error).
         final = ["error"] if status in ("error", "interrupted") else ["usage", "done"]
+        now = utcnow()
         async with self.db.write() as session:
-            message = await session.get(Message, run.message_id)
-            if message is None:  # the thread was deleted while answering
-                return
-            message.content = content
-            message.status = status
-            message.meta = meta
-            message.event_seq = run.seq + len(final)
-            message.heartbeat_at = None
-            message.updated_at = utcnow()
-            await session.flush()
-            view = await message_view(session, message)
+            written = await session.execute(
+                update(Message)
+                .where(Message.id == run.message_id)
+                .values(content=content, status=status, meta=meta, event_seq=run.seq + len(final),
+                        heartbeat_at=None, updated_at=now)
+            )
+        if written.rowcount != 1:  # the thread was deleted while answering
+            return
+        finished = {**run.answer_json, "content": content, "status": status, "meta": meta}
 
         obs.TOKENS.labels(run.model.id, "prompt").inc(usage.prompt_tokens)
         obs.TOKENS.labels(run.model.id, "completion").inc(usage.completion_tokens)
@@ -414,7 +429,7 @@ class Chat:
                 {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                  "cost_usd": cost},
             )
-            await self.streams.append(run.message_id, "done", {"message": message_json(view)})
+            await self.streams.append(run.message_id, "done", {"message": finished})
 
     # -- cancel and follow -----------------------------------------------------------------------
 
@@ -443,9 +458,10 @@ class Chat:
             message = await owned_message(session, user, message_id)
         if message.role != "assistant":
             raise NotFound("No stream for this message.")
-        return self._stream(message_id, after)
+        return self.stream(message_id, after)
 
-    async def _stream(self, message_id: int, after: int) -> AsyncIterator[bytes]:
+    async def stream(self, message_id: int, after: int) -> AsyncIterator[bytes]:
+        """The SSE bytes of an answer after event `after` (the caller has checked access)."""
         ping = self.settings.sse_ping_seconds
         try:
             async for batch in self.streams.follow(message_id, after, ping):

@@ -34,6 +34,11 @@ class Tree:
         for node in sorted(self.nodes.values(), key=lambda n: (n.created_at, n.id)):
             self.children.setdefault(node.parent_id, []).append(node.id)
 
+    def add(self, node: Node) -> None:
+        """A node created after the tree was loaded (it is the newest of its siblings)."""
+        self.nodes[node.id] = node
+        self.children.setdefault(node.parent_id, []).append(node.id)
+
     def __contains__(self, message_id: object) -> bool:
         return message_id in self.nodes
 

@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 
 import anthropic
 import httpx2
-import pydantic
 
 from convo.llm import tokens
 from convo.llm.base import ChatMessage, ChatRequest, Chunk, ModelSpec, TextDelta, UpstreamError, Usage
-from convo.llm.openai_compat import sdk_http_client, status_error
+from convo.llm.openai_compat import sdk_http_client, sse_data, status_error
 from convo.llm.prices import ANTHROPIC_DEFAULT_MODELS
 
 DEFAULT_MAX_TOKENS = 4096
@@ -35,6 +34,7 @@ class AnthropicProvider:
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, max_retries=0, http_client=self._http, timeout=self._http.timeout
         )
+        self._messages = self._client.messages.with_streaming_response  # imports lazily: do it now
 
     async def models(self) -> list[ModelSpec]:
         return self._models
@@ -56,26 +56,33 @@ class AnthropicProvider:
         prompt_tokens = 0
         started = False
         try:
-            stream = await self._client.messages.create(
+            # Read raw like the OpenAI provider: the SDK's per-event objects cost more than the stream.
+            async with self._messages.create(
                 model=request.model,
                 max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
                 messages=turns,
                 stream=True,
                 **kwargs,
-            )
-            finished = False
-            async with stream:
-                async for event in stream:
+            ) as response:
+                finished = False
+                async for data in sse_data(response.iter_lines()):
                     started = True
-                    if event.type == "message_start":
-                        prompt_tokens = event.message.usage.input_tokens or 0
-                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                        if event.delta.text:
-                            yield TextDelta(event.delta.text)
-                    elif event.type == "message_delta" and event.usage is not None:
-                        yield Usage(prompt_tokens, event.usage.output_tokens or 0)
-                    elif event.type == "message_stop":
+                    event = json.loads(data)
+                    kind = event.get("type")
+                    if kind == "message_start":
+                        prompt_tokens = (event["message"].get("usage") or {}).get("input_tokens") or 0
+                    elif kind == "content_block_delta":
+                        delta = event.get("delta") or {}
+                        if delta.get("type") == "text_delta" and delta.get("text"):
+                            yield TextDelta(delta["text"])
+                    elif kind == "message_delta" and event.get("usage"):
+                        yield Usage(prompt_tokens, event["usage"].get("output_tokens") or 0)
+                    elif kind == "message_stop":
                         finished = True
+                    elif kind == "error":
+                        error = event.get("error") or {}
+                        raise UpstreamError(f"Anthropic failed: {error.get('message', error)}"[:500],
+                                            code="upstream_error")
             if not finished:
                 raise _connection_error(started=True)
         except anthropic.APITimeoutError as exc:
@@ -88,7 +95,7 @@ class AnthropicProvider:
             raise UpstreamError("Anthropic stopped sending.", code="upstream_timeout") from exc
         except httpx2.TransportError as exc:
             raise _connection_error(started) from exc
-        except (json.JSONDecodeError, pydantic.ValidationError, anthropic.APIResponseValidationError) as exc:
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError, anthropic.APIResponseValidationError) as exc:
             raise UpstreamError(
                 "Anthropic sent a response that is not a valid event stream.", code="upstream_protocol_error"
             ) from exc

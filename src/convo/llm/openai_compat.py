@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import httpx2
 import openai
-import pydantic
 
 from convo.llm import tokens
 from convo.llm.base import ChatRequest, Chunk, ModelSpec, TextDelta, UpstreamError, Usage
@@ -50,6 +49,7 @@ class OpenAIProvider:
             base_url=base_url, api_key=api_key or "not-needed", max_retries=0, http_client=self._http,
             timeout=self._http.timeout,
         )
+        self._completions = self._client.chat.completions.with_streaming_response  # imports lazily: do it now
 
     async def models(self) -> list[ModelSpec]:
         if self._configured is not None:
@@ -79,24 +79,35 @@ class OpenAIProvider:
             kwargs["max_tokens"] = request.max_tokens
         started = False
         try:
-            stream = await self._client.chat.completions.create(
+            # The SDK builds, authenticates and checks the request; the body is read raw, because
+            # building its pydantic chunk objects costs ~120 µs a token against ~5 µs for json.loads.
+            async with self._completions.create(
                 model=request.model,
                 messages=[{"role": m.role, "content": m.content} for m in request.messages],
                 stream=True,
                 stream_options={"include_usage": True},
                 **kwargs,
-            )
-            finished = False
-            async with stream:
-                async for chunk in stream:
+            ) as response:
+                finished = False
+                async for event in sse_data(response.iter_lines()):
                     started = True
-                    if chunk.usage is not None:
-                        yield Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
-                    for choice in chunk.choices or ():
-                        text = choice.delta.content if choice.delta else None
+                    if event == "[DONE]":
+                        finished = True
+                        break
+                    chunk = json.loads(event)
+                    if not isinstance(chunk, dict):
+                        raise json.JSONDecodeError("not an object", event, 0)
+                    if chunk.get("error"):  # some servers report failures inside the stream
+                        error = chunk["error"]
+                        detail = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+                        raise UpstreamError(f"The model server failed: {detail}"[:500], code="upstream_error")
+                    if usage := chunk.get("usage"):
+                        yield Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+                    for choice in chunk.get("choices") or ():
+                        text = (choice.get("delta") or {}).get("content")
                         if text:
                             yield TextDelta(text)
-                        finished = finished or choice.finish_reason is not None
+                        finished = finished or choice.get("finish_reason") is not None
             if not finished:
                 # The connection closed before the server said the answer was over: a cut, not an end.
                 raise UpstreamError("The model server broke off its answer.", code="upstream_stream_broken")
@@ -110,7 +121,7 @@ class OpenAIProvider:
             raise UpstreamError("The model server stopped sending.", code="upstream_timeout") from exc
         except httpx2.TransportError as exc:
             raise _connection_error(exc, started) from exc
-        except (json.JSONDecodeError, pydantic.ValidationError, openai.APIResponseValidationError) as exc:
+        except (json.JSONDecodeError, AttributeError, TypeError, openai.APIResponseValidationError) as exc:
             raise UpstreamError(
                 "The model server sent a response that is not valid OpenAI streaming.",
                 code="upstream_protocol_error",
@@ -119,6 +130,20 @@ class OpenAIProvider:
     async def aclose(self) -> None:
         await self._client.close()
         await self._http.aclose()
+
+
+async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The `data` of each server-sent event (multi-line data joined), skipping comments and ids."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+    if data:
+        yield "\n".join(data)
 
 
 def _connection_error(exc: BaseException, started: bool) -> UpstreamError:

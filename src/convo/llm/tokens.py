@@ -37,6 +37,12 @@ def _encoding(name: str) -> tiktoken.Encoding | None:
         return None
 
 
+def warm() -> None:
+    """Load the common encodings now, not on a user's first message (it takes a few hundred ms)."""
+    for name in ("o200k_base", "cl100k_base"):
+        _encoding(name)
+
+
 def count(model: str, text: str) -> int:
     if not text:
         return 0
