@@ -5,9 +5,13 @@ export function formatTokens(n: number | null | undefined): string {
   return n >= 10_000 ? `${(n / 1000).toFixed(n >= 100_000 ? 0 : 1)}k` : String(n);
 }
 
+/** A context window as people say it: 8192 → "8k", 200000 → "200k". */
+export function formatSize(n: number): string {
+  return n >= 1024 && n % 1024 === 0 ? `${n / 1024}k` : n >= 1000 ? `${Math.round(n / 1000)}k` : String(n);
+}
+
 export function formatWindow(n: number | null | undefined): string {
-  if (!n) return "";
-  return n >= 1024 && n % 1024 === 0 ? `${n / 1024}k ctx` : n >= 1000 ? `${Math.round(n / 1000)}k ctx` : `${n} ctx`;
+  return n ? `${formatSize(n)} ctx` : "";
 }
 
 export function formatUsd(n: number | null | undefined): string {

@@ -1,6 +1,6 @@
 import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import { useShallow } from "zustand/react/shallow";
-import { formatTokens } from "../../lib/format";
+import { formatSize, formatTokens } from "../../lib/format";
 import { draftKey, load, save } from "../../lib/storage";
 import { useChat, type Overrides } from "../../store/chat";
 import { SettingsPanel, currentSettings } from "../Settings/SettingsPanel";
@@ -57,7 +57,7 @@ export function Composer() {
   const modelInfo = models.find((m) => m.id === model);
   const tokens = useTokenCount(model, text, !authLost);
   const empty = !text.trim();
-  const blocked = sending || answering || !!authLost || models.length === 0;
+  const blocked = sending || answering || !!authLost;
 
   function change(value: string) {
     setText(value);
@@ -138,7 +138,7 @@ export function Composer() {
         </button>
         <span id={`${id}-count`} className="muted token-count" aria-live="off">
           {tokens == null ? "" : `${formatTokens(tokens)} tokens`}
-          {tokens != null && modelInfo?.context_window ? ` / ${formatTokens(modelInfo.context_window)}` : ""}
+          {tokens != null && modelInfo?.context_window ? ` / ${formatSize(modelInfo.context_window)}` : ""}
         </span>
       </div>
     </form>

@@ -15,6 +15,7 @@ export function TemperatureField({ id, label, value, onChange }: Props) {
       <div className="row">
         <input
           id={id}
+          aria-label={label}
           type="range"
           min={0}
           max={2}
