@@ -65,7 +65,7 @@ class AnthropicProvider:
                 **kwargs,
             ) as response:
                 finished = False
-                async for data in sse_data(response.iter_lines()):
+                async for data in sse_data(response.http_response.aiter_bytes()):
                     started = True
                     event = json.loads(data)
                     kind = event.get("type")
