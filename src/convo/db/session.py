@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from convo.db.search_text import register_sqlite
+
 
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
@@ -60,3 +62,5 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    # The search index triggers call this function on every write of a message or thread title.
+    register_sqlite(dbapi_conn)
