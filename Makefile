@@ -12,6 +12,7 @@ run: install web
 	$(BIN)/convo serve --host $(HOST) --port $(PORT)
 
 test: install-test web
+	sh scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(BIN)/python:

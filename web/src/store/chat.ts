@@ -226,8 +226,8 @@ export const useChat = create<ChatState>()((set, get) => {
         return;
       }
       set({ user: data, booted: true });
-      await Promise.all([loadModels(), get().loadThreads()]);
-      await get().openThread(threadFromPath());
+      const path = threadFromPath();
+      await Promise.all([loadModels(), get().loadThreads(), path != null ? get().openThread(path) : null]);
     },
 
     async authenticate(mode, email, password, name) {
@@ -235,13 +235,13 @@ export const useChat = create<ChatState>()((set, get) => {
         mode === "login"
           ? await call(client.POST("/api/auth/login", { body: { email, password } }))
           : await call(client.POST("/api/auth/signup", { body: { email, password, name: name ?? "" } }));
-      const previous = get().user;
-      const sameUser = previous?.id === result.user.id;
+      const sameUser = get().user?.id === result.user.id;
+      // The same person again: stay where they were, and pick up any answer that went on meanwhile.
+      // Someone else: start clean, at the address they came to.
+      const target = sameUser ? get().activeId : threadFromPath();
       if (!sameUser) reset();
       set({ user: result.user, authLost: null, booted: true });
-      await Promise.all([loadModels(), get().loadThreads()]);
-      // The same person again: stay where they were, and pick up any answer that went on meanwhile.
-      await get().openThread(sameUser ? get().activeId : null);
+      await Promise.all([loadModels(), get().loadThreads(), target != null ? get().openThread(target) : null]);
     },
 
     async logout() {
