@@ -38,6 +38,8 @@ def test_invalid_input_is_422(api):
     assert api.get("/api/threads", params={"limit": 0}).status_code == 422
     assert api.get("/api/threads/not-a-number").status_code == 422
     assert api.get("/api/threads/99999999").status_code == 404
+    assert api.get("/api/threads/99999999999999999999999").status_code == 422, "no integer overflow in the driver"
+    assert api.post("/api/convo/messages/0/cancel").status_code == 422
     missing = api.get("/api/nothing-here")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 

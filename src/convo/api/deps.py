@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
+from annotated_types import Interval
 from fastapi import Depends, Request
 
 from convo.db.models import User
@@ -15,6 +16,10 @@ SESSION_COOKIE = "convo_session"
 CSRF_COOKIE = "convo_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+# Every object id, in a path, a query or a body: a positive 64-bit integer, so an absurd id is a 422
+# rather than an overflow deep in the database driver.
+Id = Annotated[int, Interval(ge=1, le=2**63 - 1)]
 
 
 def get_services(request: Request) -> Services:

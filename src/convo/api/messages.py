@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from convo import observability as obs
-from convo.api.deps import CurrentUser, ServicesDep
+from convo.api.deps import CurrentUser, Id, ServicesDep
 from convo.api.threads import Temperature
 from convo.errors import InvalidInput
 
@@ -22,7 +22,7 @@ SSE_RESPONSE = {200: {"content": {"text/event-stream": {}}, "description": "Serv
 
 class MessageCreate(BaseModel):
     content: str = Field(min_length=1, max_length=200_000)
-    parent_id: int | None = None
+    parent_id: Id | None = None
     model: str | None = Field(None, max_length=200)
     temperature: Temperature | None = None
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
@@ -42,14 +42,14 @@ def sse(frames: AsyncIterator[bytes]) -> StreamingResponse:
 
 
 @router.post("/api/threads/{thread_id}/messages", responses=SSE_RESPONSE, response_class=StreamingResponse)
-async def send_message(thread_id: int, body: MessageCreate, user: CurrentUser, services: ServicesDep):
+async def send_message(thread_id: Id, body: MessageCreate, user: CurrentUser, services: ServicesDep):
     started = await services.chat.send(user, thread_id, **body.model_dump())
     return sse(services.chat.stream(started.message_id, 0))
 
 
 @router.get("/api/convo/messages/{message_id}/stream", responses=SSE_RESPONSE, response_class=StreamingResponse)
 async def follow_stream(
-    message_id: int,
+    message_id: Id,
     user: CurrentUser,
     services: ServicesDep,
     after: Annotated[int | None, Query(ge=0)] = None,
@@ -66,6 +66,6 @@ async def follow_stream(
 
 
 @router.post("/api/convo/messages/{message_id}/cancel", status_code=202)
-async def cancel_message(message_id: int, user: CurrentUser, services: ServicesDep) -> dict[str, bool]:
+async def cancel_message(message_id: Id, user: CurrentUser, services: ServicesDep) -> dict[str, bool]:
     await services.chat.cancel(user, message_id)
     return {"accepted": True}

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from convo.api.deps import CurrentUser, ServicesDep
+from convo.api.deps import CurrentUser, Id, ServicesDep
 from convo.domain.threads import ThreadView
 from convo.schemas import MessagePublic, ThreadPublic, ThreadWithMessages
 
@@ -31,7 +31,7 @@ class ThreadsPublic(BaseModel):
 
 
 class SwitchIn(BaseModel):
-    message_id: int
+    message_id: Id
 
 
 def thread_with_messages(view: ThreadView) -> ThreadWithMessages:
@@ -58,24 +58,24 @@ async def list_threads(
 
 
 @router.get("/{thread_id}")
-async def get_thread(thread_id: int, user: CurrentUser, services: ServicesDep) -> ThreadWithMessages:
+async def get_thread(thread_id: Id, user: CurrentUser, services: ServicesDep) -> ThreadWithMessages:
     return thread_with_messages(await services.threads.get(user, thread_id))
 
 
 @router.patch("/{thread_id}")
 async def update_thread(
-    thread_id: int, body: ThreadUpdate, user: CurrentUser, services: ServicesDep
+    thread_id: Id, body: ThreadUpdate, user: CurrentUser, services: ServicesDep
 ) -> ThreadWithMessages:
     view = await services.threads.update(user, thread_id, **body.model_dump(exclude_unset=True))
     return thread_with_messages(view)
 
 
 @router.delete("/{thread_id}", status_code=204)
-async def delete_thread(thread_id: int, user: CurrentUser, services: ServicesDep) -> None:
+async def delete_thread(thread_id: Id, user: CurrentUser, services: ServicesDep) -> None:
     streaming = await services.threads.delete(user, thread_id)
     services.chat.cancel_local(streaming)
 
 
 @router.post("/{thread_id}/switch")
-async def switch_branch(thread_id: int, body: SwitchIn, user: CurrentUser, services: ServicesDep) -> ThreadWithMessages:
+async def switch_branch(thread_id: Id, body: SwitchIn, user: CurrentUser, services: ServicesDep) -> ThreadWithMessages:
     return thread_with_messages(await services.threads.switch(user, thread_id, body.message_id))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from convo.api.deps import CurrentUser, ServicesDep
+from convo.api.deps import CurrentUser, Id, ServicesDep
 from convo.api.messages import SSE_RESPONSE, sse
 from convo.api.threads import Temperature, thread_with_messages
 from convo.domain.chat import Started
@@ -45,7 +45,7 @@ class DiffPublic(BaseModel):
 
 
 @router.post("/{message_id}/regenerate", responses=SSE_RESPONSE, response_class=StreamingResponse)
-async def regenerate(message_id: int, body: RegenerateIn, user: CurrentUser, services: ServicesDep):
+async def regenerate(message_id: Id, body: RegenerateIn, user: CurrentUser, services: ServicesDep):
     started = await services.chat.regenerate(user, message_id, **body.model_dump())
     return sse(services.chat.stream(started.message_id, 0))
 
@@ -55,7 +55,7 @@ async def regenerate(message_id: int, body: RegenerateIn, user: CurrentUser, ser
     responses={**SSE_RESPONSE, 201: {"model": MessagePublic, "description": "A version saved without an answer"}},
     response_class=StreamingResponse,
 )
-async def edit(message_id: int, body: EditIn, user: CurrentUser, services: ServicesDep):
+async def edit(message_id: Id, body: EditIn, user: CurrentUser, services: ServicesDep):
     """A new version of a user message streams a fresh answer (unless `regenerate` is false); a new
     version of an answer is a hand correction and answers with the saved message."""
     result = await services.versions.edit(user, message_id, body.content, regenerate=body.regenerate)
@@ -65,12 +65,12 @@ async def edit(message_id: int, body: EditIn, user: CurrentUser, services: Servi
 
 
 @router.get("/{message_id}/versions")
-async def versions(message_id: int, user: CurrentUser, services: ServicesDep) -> VersionsPublic:
+async def versions(message_id: Id, user: CurrentUser, services: ServicesDep) -> VersionsPublic:
     return VersionsPublic(items=[MessagePublic.of(v) for v in await services.versions.list(user, message_id)])
 
 
 @router.get("/{message_id}/diff")
-async def diff(message_id: int, against: int = Query(...), *, user: CurrentUser, services: ServicesDep) -> DiffPublic:
+async def diff(message_id: Id, against: Annotated[Id, Query()], *, user: CurrentUser, services: ServicesDep) -> DiffPublic:
     result = await services.versions.diff(user, message_id, against)
     return DiffPublic(
         from_id=result.from_id, to_id=result.to_id, unified=result.unified,
@@ -79,6 +79,6 @@ async def diff(message_id: int, against: int = Query(...), *, user: CurrentUser,
 
 
 @router.post("/{message_id}/branch", status_code=201)
-async def branch(message_id: int, user: CurrentUser, services: ServicesDep) -> ThreadWithMessages:
+async def branch(message_id: Id, user: CurrentUser, services: ServicesDep) -> ThreadWithMessages:
     """Start a new thread from the conversation up to this message."""
     return thread_with_messages(await services.versions.branch(user, message_id))
