@@ -230,6 +230,14 @@ def own_server(backend_url: str | None, fake_upstream: FakeUpstream, tmp_path: P
 
 
 @pytest.fixture
+def sqlite_server(fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own on SQLite only, for behaviour that does not depend on the database."""
+    srv = Server(tmp_path, make_env(tmp_path, fake_upstream, None)).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
 def api(server: Server) -> Iterator[Api]:
     client = server.api()
     yield client
