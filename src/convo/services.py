@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from convo.config import Settings
 from convo.db.session import Database
 from convo.domain.chat import Chat
+from convo.domain.search import Search
 from convo.domain.threads import Threads
 from convo.domain.users import Users
 from convo.domain.versions import Versions
@@ -26,6 +27,7 @@ class Services:
     threads: Threads
     chat: Chat
     versions: Versions
+    search: Search
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -42,6 +44,7 @@ class Services:
             threads=Threads(db, registry),
             chat=chat,
             versions=Versions(db, chat),
+            search=Search(db),
         )
 
     async def start(self) -> None:

@@ -1,0 +1,380 @@
+"""Search over everything a user has written or been answered: messages and thread titles.
+
+The index is maintained by database triggers (migration 0002), so this module only reads. A query is
+parsed here into terms that are always handed to the engine as quoted text, never as operators, so no
+input can produce an engine syntax error: words are ANDed, "quoted phrases" and prefix* work, anything
+else is literal text. Relevance is BM25 (SQLite FTS5) or cover density (`ts_rank_cd`, PostgreSQL),
+times a mild recency boost; snippets are cut and highlighted here from the original text.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+
+from convo.db.models import User
+from convo.db.search_text import CJK_CLASS, CJK_RUN, cjk_bigrams, fold, index_text
+from convo.db.session import Database
+from convo.domain.threads import owned_thread
+from convo.errors import InvalidInput
+from convo.observability import SEARCH
+
+MESSAGE, THREAD, ATTACHMENT = 0, 1, 2
+KINDS = {MESSAGE: "message", THREAD: "thread", ATTACHMENT: "attachment"}
+
+# Beyond this many terms a query is not narrowed further: each term is one more posting list to walk.
+MAX_TERMS = 32
+MAX_TERM_CHARS = 200
+# Recency: a document written now scores (1 + BOOST) times its relevance, one HALF_LIFE_DAYS old
+# (1 + BOOST/2) times; old ones tend to 1. Mild on purpose: relevance decides, age breaks near-ties.
+BOOST = 0.3
+HALF_LIFE_DAYS = 30.0
+SNIPPET_CHARS = 200
+
+_WORD_CHAR = re.compile(r"[^\W_]")
+_TOKEN = re.compile(rf"[{CJK_CLASS}]+|[^\W_]+")
+_TRAILING_CJK = re.compile(rf"[{CJK_CLASS}]+\s*$")
+_LAST_WORD = re.compile(r"[^\W_]+\s*$")
+
+
+@dataclass(frozen=True)
+class Term:
+    """One ANDed part of a query: a word, a phrase, or a prefix."""
+
+    text: str
+    phrase: bool = False
+    prefix: bool = False
+
+    def query_text(self) -> tuple[str, bool]:
+        """The folded text to look up and whether its last token is a prefix.
+
+        Indexed CJK runs end with their last character as a lone token; a query run at the end of a term
+        must leave that token out ("東京" is inside "東京都"), and a single character is a prefix."""
+        folded = fold(self.text)
+        prefix = self.prefix
+        tail = _TRAILING_CJK.search(folded)
+        if tail:
+            run = tail.group().strip()
+            head = index_text(folded[: tail.start()])
+            if len(run) == 1:
+                return f"{head} {run}", True
+            bigrams = [run[i : i + 2] for i in range(len(run) - 1)]
+            return f"{head} {' '.join(bigrams)}", prefix
+        return index_text(folded), prefix
+
+
+def parse_query(q: str) -> list[Term]:
+    """Split user input into terms; quotes pair up, a lone quote opens a phrase to the end."""
+    q = "".join(" " if ch < " " else ch for ch in q)
+    terms: list[Term] = []
+    parts = q.split('"')
+    for index, part in enumerate(parts):
+        inside = index % 2 == 1
+        if inside:
+            candidates = [Term(part.strip(), phrase=True)]
+        else:
+            candidates = []
+            for word in part.split():
+                stripped = word.rstrip("*")
+                candidates.append(Term(stripped, prefix=stripped != word))
+        for term in candidates:
+            if _WORD_CHAR.search(term.text) and len(terms) < MAX_TERMS:
+                terms.append(Term(term.text[:MAX_TERM_CHARS], term.phrase, term.prefix))
+    return terms
+
+
+def _fts5_string(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def fts5_match(terms: list[Term]) -> str:
+    """An FTS5 MATCH expression over the `body` column: every term a quoted string."""
+    parts = []
+    for term in terms:
+        value, prefix = term.query_text()
+        parts.append(_fts5_string(value.strip()) + (" *" if prefix else ""))
+    return "body : (" + " AND ".join(parts) + ")"
+
+
+def _pg_tsquery(terms: list[Term], params: dict[str, Any]) -> str:
+    """SQL building a tsquery; the parser of `phraseto_tsquery` sees the text just as the index did."""
+    parts = []
+    for i, term in enumerate(terms):
+        value, prefix = term.query_text()
+        last = _LAST_WORD.search(value) if prefix else None
+        if last is None:
+            params[f"t{i}"] = value
+            parts.append(f"phraseto_tsquery('simple', :t{i})")
+            continue
+        head = value[: last.start()]
+        params[f"p{i}"] = last.group().strip() + ":*"
+        prefix_sql = f"to_tsquery('simple', :p{i})"
+        if _WORD_CHAR.search(head):
+            params[f"t{i}"] = head
+            prefix_sql = f"tsquery_phrase(phraseto_tsquery('simple', :t{i}), {prefix_sql})"
+        parts.append(prefix_sql)
+    return "(" + " && ".join(parts) + ")"
+
+
+def _needles(terms: list[Term]) -> re.Pattern[str] | None:
+    """A pattern for the folded tokens of the query, to mark in folded document text."""
+    pieces: set[str] = set()
+    for term in terms:
+        # Whole CJK runs, not their bigrams: overlapping bigrams would mark only every other one.
+        tokens = _TOKEN.findall(fold(term.text))
+        for n, token in enumerate(tokens):
+            if CJK_RUN.fullmatch(token):
+                pieces.add(re.escape(token))
+            elif term.prefix and n == len(tokens) - 1:
+                pieces.add(rf"(?<![^\W_]){re.escape(token)}[^\W_]*")
+            else:
+                pieces.add(rf"(?<![^\W_]){re.escape(token)}(?![^\W_])")
+    if not pieces:
+        return None
+    return re.compile("|".join(sorted(pieces, key=len, reverse=True)))
+
+
+def highlight(source: str, terms: list[Term], width: int = SNIPPET_CHARS) -> str:
+    """HTML-escaped text around the first match, with `<mark>` around every match in it."""
+    source = " ".join(source.split())
+    folded: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(source):
+        for f in fold(ch):
+            folded.append(f)
+            origin.append(i)
+    pattern = _needles(terms)
+    spans: list[tuple[int, int]] = []
+    if pattern is not None:
+        for match in pattern.finditer("".join(folded)):
+            if match.end() > match.start():
+                start, end = origin[match.start()], origin[match.end() - 1] + 1
+                if spans and start <= spans[-1][1]:
+                    spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+                else:
+                    spans.append((start, end))
+    begin, stop = 0, len(source)
+    if len(source) > width:
+        first = spans[0][0] if spans else 0
+        begin = max(0, first - width // 3)
+        space = source.rfind(" ", max(0, begin - 20), begin + 1)
+        begin = space + 1 if space >= 0 and begin > 0 else begin
+        stop = min(len(source), begin + width)
+        space = source.find(" ", stop - 20 if stop < len(source) else stop, stop)
+        stop = space if stop < len(source) and space > begin else stop
+    out = ["…"] if begin > 0 else []
+    cursor = begin
+    for start, end in spans:
+        if end <= begin or start >= stop:
+            continue
+        start, end = max(start, begin), min(end, stop)
+        out.append(html.escape(source[cursor:start]))
+        out.append(f"<mark>{html.escape(source[start:end])}</mark>")
+        cursor = end
+    out.append(html.escape(source[cursor:stop]))
+    if stop < len(source):
+        out.append("…")
+    return "".join(out)
+
+
+@dataclass
+class Hit:
+    kind: str
+    thread_id: int
+    thread_title: str
+    message_id: int | None
+    role: str | None
+    snippet: str
+    score: float
+    created_at: datetime
+
+
+@dataclass
+class Filters:
+    thread_id: int | None = None
+    role: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _encode_cursor(now: float, score: float, key: int) -> str:
+    raw = json.dumps([now, score, key]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, float, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        now, score, key = json.loads(raw)
+        return float(now), float(score), int(key)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput("Invalid cursor.", code="invalid_cursor") from exc
+
+
+def _epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+# Hyperbolic rather than exponential decay: SQLite may be built without math functions.
+_RECENCY = f"(1.0 + {BOOST} * {HALF_LIFE_DAYS} / ({HALF_LIFE_DAYS} + {{greatest}}(0.0, {{now}} - {{created}}) / 86400.0))"
+
+
+class Search:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def search(
+        self, user: User, q: str, *, limit: int = 20, cursor: str | None = None, filters: Filters | None = None
+    ) -> tuple[list[Hit], str | None]:
+        started = time.perf_counter()
+        try:
+            return await self._search(user, q, limit, cursor, filters or Filters())
+        finally:
+            SEARCH.observe(time.perf_counter() - started)
+
+    async def _search(
+        self, user: User, q: str, limit: int, cursor: str | None, filters: Filters
+    ) -> tuple[list[Hit], str | None]:
+        if filters.since and filters.until and filters.since > filters.until:
+            raise InvalidInput("`from` is after `to`.", code="invalid_range")
+        now, after = time.time(), None
+        if cursor:
+            now, *rest = _decode_cursor(cursor)
+            after = (rest[0], rest[1])
+        terms = parse_query(q)
+        async with self.db.read() as session:
+            if filters.thread_id is not None:
+                await owned_thread(session, user, filters.thread_id)
+            if not terms:
+                return [], None
+            params: dict[str, Any] = {"now": now, "limit": limit + 1}
+            if self.db.is_sqlite:
+                sql = self._sqlite_sql(user, terms, filters, after, params)
+            else:
+                sql = self._pg_sql(user, terms, filters, after, params)
+            rows = (await session.execute(text(sql), params)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            hits = await self._hydrate(session, user, terms, [(int(r.key), float(r.score)) for r in rows])
+        next_cursor = _encode_cursor(now, float(rows[-1].score), int(rows[-1].key)) if more else None
+        return hits, next_cursor
+
+    @staticmethod
+    def _sqlite_sql(
+        user: User, terms: list[Term], filters: Filters, after: tuple[float, int] | None, params: dict[str, Any]
+    ) -> str:
+        tags = [f"u{user.id}"]
+        if filters.thread_id is not None:
+            tags.append(f"t{filters.thread_id}")
+        if filters.role:
+            tags.append(f"r{filters.role}")
+        params["match"] = f"tags : ({' AND '.join(tags)}) AND {fts5_match(terms)}"
+        where = ["search_index MATCH :match"]
+        if filters.since:
+            where.append("created_at >= :since")
+            params["since"] = _epoch(filters.since)
+        if filters.until:
+            where.append("created_at < :until")
+            params["until"] = _epoch(filters.until)
+        recency = _RECENCY.format(greatest="max", now=":now", created="created_at")
+        inner = (
+            f"SELECT rowid AS key, -bm25(search_index, 1.0, 0.0) * {recency} AS score "
+            f"FROM search_index WHERE {' AND '.join(where)}"
+        )
+        return Search._page(inner, after, params)
+
+    @staticmethod
+    def _pg_sql(
+        user: User, terms: list[Term], filters: Filters, after: tuple[float, int] | None, params: dict[str, Any]
+    ) -> str:
+        scope = [f"'@u{user.id}'"]
+        where = ["d.user_id = :user_id"]
+        params["user_id"] = user.id
+        if filters.thread_id is not None:
+            scope.append(f"'@t{filters.thread_id}'")
+        if filters.role:
+            scope.append(f"'@r{filters.role}'")
+            where.append("d.role = :role")
+            params["role"] = filters.role
+        params["scope"] = " & ".join(scope)
+        if filters.since:
+            where.append("d.created_at >= :since")
+            params["since"] = filters.since
+        if filters.until:
+            where.append("d.created_at < :until")
+            params["until"] = filters.until
+        recency = _RECENCY.format(greatest="greatest", now="CAST(:now AS float8)",
+                                  created="extract(epoch FROM d.created_at)::float8")
+        inner = (
+            f"SELECT d.doc_id::bigint * 4 + d.kind AS key, "
+            f"ts_rank_cd(d.tsv, q.terms, 1)::float8 * {recency} AS score "
+            f"FROM search_docs d, (SELECT {_pg_tsquery(terms, params)} AS terms) q "
+            f"WHERE d.tsv @@ (q.terms && CAST(:scope AS tsquery)) AND {' AND '.join(where)}"
+        )
+        return Search._page(inner, after, params)
+
+    @staticmethod
+    def _page(inner: str, after: tuple[float, int] | None, params: dict[str, Any]) -> str:
+        condition = ""
+        if after is not None:
+            params["after_score"], params["after_key"] = after
+            condition = (
+                "WHERE score < CAST(:after_score AS float8) "
+                "OR (score = CAST(:after_score AS float8) AND key < CAST(:after_key AS bigint)) "
+            )
+        return f"SELECT key, score FROM ({inner}) ranked {condition}ORDER BY score DESC, key DESC LIMIT :limit"
+
+    @staticmethod
+    async def _hydrate(session: Any, user: User, terms: list[Term], ranked: list[tuple[int, float]]) -> list[Hit]:
+        """Load what the page shows; the owner is checked again, as every read here does."""
+        message_ids = [key // 4 for key, _ in ranked if key % 4 == MESSAGE]
+        thread_ids = [key // 4 for key, _ in ranked if key % 4 == THREAD]
+        messages: dict[int, Any] = {}
+        threads: dict[int, Any] = {}
+        if message_ids:
+            rows = await session.execute(
+                text(
+                    "SELECT m.id, m.thread_id, m.role, m.content, m.created_at, t.title FROM messages m "
+                    "JOIN threads t ON t.id = m.thread_id WHERE m.user_id = :user_id AND m.id IN "
+                    f"({', '.join(str(i) for i in message_ids)})"
+                ),
+                {"user_id": user.id},
+            )
+            messages = {r.id: r for r in rows}
+        if thread_ids:
+            rows = await session.execute(
+                text(
+                    "SELECT id, title, updated_at FROM threads WHERE user_id = :user_id AND id IN "
+                    f"({', '.join(str(i) for i in thread_ids)})"
+                ),
+                {"user_id": user.id},
+            )
+            threads = {r.id: r for r in rows}
+        hits = []
+        for key, score in ranked:
+            doc_id, kind = divmod(key, 4)
+            if kind == MESSAGE and doc_id in messages:
+                m = messages[doc_id]
+                hits.append(Hit("message", m.thread_id, m.title, m.id, m.role, highlight(m.content, terms),
+                                round(score, 6), _as_utc(m.created_at)))
+            elif kind == THREAD and doc_id in threads:
+                t = threads[doc_id]
+                hits.append(Hit("thread", t.id, t.title, None, None, highlight(t.title, terms), round(score, 6),
+                                _as_utc(t.updated_at)))
+        return hits
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
