@@ -46,7 +46,7 @@ export function App() {
                   onClick={() => setMenuOpen(true)}>
             ☰
           </button>
-          <h1 className="thread-heading">{activeId == null ? "New chat" : title || "…"}</h1>
+          <h1 className="thread-heading">{activeId == null ? "New chat" : title || "Untitled chat"}</h1>
         </header>
         <ChatView />
         <Composer />

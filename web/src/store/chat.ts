@@ -264,6 +264,8 @@ export const useChat = create<ChatState>()((set, get) => {
         set((s) => ({
           threads: more ? [...s.threads, ...page.items.filter((t) => !s.threads.some((o) => o.id === t.id))] : page.items,
           threadsCursor: page.next_cursor ?? null,
+          // The server names a thread after its first message: the header follows the list.
+          thread: s.thread && { ...s.thread, title: page.items.find((t) => t.id === s.thread!.id)?.title ?? s.thread.title },
         }));
       } catch (err) {
         failed(err);

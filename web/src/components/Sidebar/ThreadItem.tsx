@@ -100,7 +100,7 @@ export function ThreadItem({ thread, active, onOpen }: Props) {
         </button>
         <button type="button" className="icon small" aria-label={`Delete ${title_}`} title="Delete (Del)"
                 onClick={() => setMode("delete")}>
-          🗑
+          ✕
         </button>
       </span>
     </li>
