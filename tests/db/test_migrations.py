@@ -1,0 +1,87 @@
+"""Migrations upgrade and downgrade cleanly on SQLite and PostgreSQL, and the search index follows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from convo.db import migrate
+from convo.db.session import Database
+from tests.conftest import _fresh_pg_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'convo.db'}"
+    pg = request.getfixturevalue("pg_url")
+    url = _fresh_pg_database(pg, f"convo_migrations_{os.getpid()}")
+    return url.replace("postgresql://", "postgresql+asyncpg://")
+
+
+async def _run(url: str, *statements: str) -> list[list[tuple]]:
+    # The app's Database: on SQLite its connections carry the function the index triggers call.
+    engine = Database(url).engine
+    results = []
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                result = await conn.execute(text(statement))
+                results.append([tuple(r) for r in result] if result.returns_rows else [])
+    finally:
+        await engine.dispose()
+    return results
+
+
+def run(url: str, *statements: str) -> list[list[tuple]]:
+    return asyncio.run(_run(url, *statements))
+
+
+def indexed(url: str) -> list[tuple]:
+    if url.startswith("sqlite"):
+        return run(url, "SELECT rowid, body FROM search_index ORDER BY rowid")[0]
+    rows = run(url, "SELECT doc_id * 4 + kind, tsv::text FROM search_docs ORDER BY 1")[0]
+    return [(key, tsv) for key, tsv in rows]
+
+
+def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
+    migrate.upgrade(db_url, "0001")
+    run(
+        db_url,
+        "INSERT INTO users (id, email, name, password_hash, role, disabled, created_at) "
+        "VALUES (1, 'a@example.com', '', 'x', 'user', false, '2026-01-01 00:00:00')",
+        "INSERT INTO threads (id, user_id, title, created_at, updated_at) "
+        "VALUES (1, 1, 'Café notes', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+        "INSERT INTO messages (id, thread_id, user_id, role, content, status, meta, event_seq, created_at, updated_at)"
+        " VALUES (1, 1, 1, 'user', 'Grüße aus 東京都', 'complete', '{}', 0, '2026-01-01', '2026-01-01'),"
+        " (2, 1, 1, 'assistant', 'half an answer', 'streaming', '{}', 0, '2026-01-01', '2026-01-01')",
+    )
+    migrate.upgrade(db_url)
+    assert migrate.is_current(db_url)
+    rows = indexed(db_url)
+    # The existing message and title are backfilled; the streaming answer is not indexed yet.
+    assert [key for key, _ in rows] == [4, 5]
+    assert "grusse" in rows[0][1] and "東京" in rows[0][1] and "京都" in rows[0][1]
+    assert "cafe" in rows[1][1]
+
+    run(db_url, "UPDATE messages SET content = 'the whole answer', status = 'complete' WHERE id = 2")
+    assert [key for key, _ in indexed(db_url)] == [4, 5, 8]
+    run(db_url, "DELETE FROM threads WHERE id = 1")  # cascades to its messages
+    assert indexed(db_url) == []
+
+    migrate.downgrade(db_url, "0001")
+    tables = (
+        "SELECT name FROM sqlite_master WHERE name LIKE 'search%'"
+        if db_url.startswith("sqlite")
+        else "SELECT tablename FROM pg_tables WHERE tablename LIKE 'search%'"
+    )
+    assert run(db_url, tables)[0] == []
+    # Without the index the schema still takes writes: no trigger is left behind.
+    run(db_url, "INSERT INTO threads (id, user_id, title, created_at, updated_at) "
+                "VALUES (2, 1, 'plain', '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+    migrate.upgrade(db_url)
+    assert [key for key, _ in indexed(db_url)] == [9]

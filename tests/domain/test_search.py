@@ -1,0 +1,91 @@
+"""The query language, the indexed text and the snippets, as contracts other modules rely on."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from convo.db.search_text import index_text
+from convo.domain.search import Term, fts5_match, highlight, parse_query
+
+
+def test_parse_words_phrases_and_prefixes() -> None:
+    assert parse_query('deploy* "red apple" plain') == [
+        Term("deploy", prefix=True), Term("red apple", phrase=True), Term("plain"),
+    ]
+    # Operators are words; what has no letter or digit is dropped rather than searched.
+    assert [t.text for t in parse_query("a AND b OR NOT c NEAR(d)")] == ["a", "AND", "b", "OR", "NOT", "c", "NEAR(d)"]
+    assert parse_query('"" * - () ^ \x00 "') == []
+    assert parse_query('"unterminated phrase') == [Term("unterminated phrase", phrase=True)]
+    assert len(parse_query("w " * 5000)) == 32
+
+
+def test_every_term_reaches_fts5_as_quoted_text() -> None:
+    match = fts5_match(parse_query('say "he said ""hi""" x* NEAR(a'))
+    assert match == 'body : ("say" AND "he said" AND "hi" AND "x" * AND "near(a")'
+
+
+def test_indexed_text_is_folded_and_cjk_runs_become_bigrams() -> None:
+    assert index_text("Crème Brûlée, STRASSE Straße Œuvre") == "creme brulee, strasse strasse oeuvre"
+    assert index_text("東京都に行く").split() == ["東京", "京都", "都に", "に行", "行く", "く"]
+    assert index_text("iPhone用ケース").split() == ["iphone", "用ケ", "ケー", "ース", "ス"]
+    assert index_text("서울 a").split() == ["서울", "울", "a"]
+    assert index_text(None) == "" and index_text("x\x00y") == "x y"
+
+
+def test_cjk_queries_are_bigram_phrases_without_the_trailing_character() -> None:
+    assert Term("東京都").query_text() == (" 東京 京都", False)
+    assert Term("京").query_text() == (" 京", True)
+    assert Term("Tokyo東京").query_text() == ("tokyo 東京", False)
+
+
+def test_highlight_escapes_and_marks_folded_matches() -> None:
+    terms = parse_query("cafe <b>")
+    assert highlight("<b>Café</b> & tea", terms) == "&lt;<mark>b</mark>&gt;<mark>Café</mark>&lt;/<mark>b</mark>&gt; &amp; tea"
+    assert highlight("deployment deploy", parse_query("deploy*")) == "<mark>deployment</mark> <mark>deploy</mark>"
+    assert highlight("deployment deploy", parse_query("deploy")) == "deployment <mark>deploy</mark>"
+    assert highlight("展望台に", parse_query("展望台")) == "<mark>展望台</mark>に"
+
+
+def test_long_text_is_cut_around_the_first_match() -> None:
+    text = " ".join(f"w{i}" for i in range(300)) + " needle " + " ".join(f"v{i}" for i in range(300))
+    snippet = highlight(text, parse_query("needle"))
+    assert snippet.startswith("…") and snippet.endswith("…")
+    assert "<mark>needle</mark>" in snippet and len(snippet) < 260
+    assert highlight("a\n\n  b   needle", parse_query("needle")) == "a b <mark>needle</mark>"
+
+
+SAMPLES = [
+    "Plain ASCII, with punctuation: foo-bar v1.2.3 it's x_y",
+    "Crème brûlée, ÉCOLE, Zürich, Ångström, façade, São Paulo, Dvořák, Łódź, Øre, Straße, Æsir, œuvre",
+    "Ελληνικά: άλφα, έψιλον, ΐ",
+    "東京都庁の展望台に行きました。我喜欢吃北京烤鸭！서울에서 비빔밥을 먹었어요",
+    "mixed iPhone用ケース and ｶﾀｶﾅ half-width, 한 글자 a 字 b",
+    "Ǆemal ǅ ǆ ĳ ﬁ 😀 👩‍💻",
+]
+
+
+def test_postgresql_folds_exactly_as_python(pg_url: str) -> None:
+    """The trigger function is PL/pgSQL; queries are folded in Python. They must agree to the letter."""
+    import psycopg
+
+    from convo.db import migrate
+    from tests.conftest import _fresh_pg_database
+
+    url = _fresh_pg_database(pg_url, f"convo_fold_{os.getpid()}")
+    migrate.upgrade(url.replace("postgresql://", "postgresql+asyncpg://"))
+    with psycopg.connect(url) as conn:
+        for sample in SAMPLES:
+            (pg,) = conn.execute("SELECT convo_search_text(%s)", (sample,)).fetchone()
+            assert pg.split() == index_text(sample).split(), sample
+            (tokens,) = conn.execute(
+                "SELECT array_agg(lexeme ORDER BY lexeme) FROM unnest(to_tsvector('simple', %s))", (pg,)
+            ).fetchone()
+            assert tokens, sample
+
+
+@pytest.mark.parametrize("q", ["東京", "京", "Crème", "cafe*", '"a b"'])
+def test_query_terms_are_never_empty_strings(q: str) -> None:
+    for term in parse_query(q):
+        assert term.query_text()[0].strip()
