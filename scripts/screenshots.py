@@ -85,7 +85,7 @@ def shoot(browser, url: str) -> None:
 
     page.get_by_role("button", name="Use dark theme").click()
     page.screenshot(path=OUT / "chat-dark.png")
-    page.get_by_role("button", name="⚙").click()
+    page.get_by_role("button", name=re.compile("^Settings")).click()
     page.screenshot(path=OUT / "settings-dark.png")
     address = page.url
     cookies = desktop.cookies()

@@ -41,8 +41,6 @@ interface ChatState {
   notice: string | null;
   /** Settings chosen before the first message of a new chat creates its thread. */
   pending: ThreadSettings;
-  /** Answers whose stream this page follows, by message id. */
-  live: Record<number, true>;
 
   boot(): Promise<void>;
   authenticate(mode: "login" | "signup", email: string, password: string, name?: string): Promise<void>;
@@ -87,15 +85,6 @@ export const useChat = create<ChatState>()((set, get) => {
     set((s) => ({ messages: s.messages.map((m) => (m.id === id ? change(m) : m)) }));
   }
 
-  function setLive(id: number, on: boolean): void {
-    set((s) => {
-      const live = { ...s.live };
-      if (on) live[id] = true;
-      else delete live[id];
-      return { live };
-    });
-  }
-
   /**
    * Follows one answer to its end: reads `initial` (the POST's stream) or opens the message's stream
    * after the last event seen, and reconnects with Last-Event-ID whenever the connection drops.
@@ -106,7 +95,6 @@ export const useChat = create<ChatState>()((set, get) => {
     let key: number | string = messageId ?? `pending-${++pendingKey}`;
     controllers.get(key)?.abort();
     controllers.set(key, controller);
-    if (messageId != null) setLive(messageId, true);
     let response = initial;
     let lastId = after;
     let attempt = 0;
@@ -132,7 +120,6 @@ export const useChat = create<ChatState>()((set, get) => {
                 key = messageId;
                 controllers.set(key, controller);
               }
-              setLive(messageId, true);
               onStart(threadId, data.user_message as Message | null, data.assistant_message as Message);
             } else if (messageId == null) {
               continue;
@@ -172,7 +159,6 @@ export const useChat = create<ChatState>()((set, get) => {
       }
     } finally {
       if (controllers.get(key) === controller) controllers.delete(key);
-      if (messageId != null && !controllers.has(messageId)) setLive(messageId, false);
     }
   }
 
@@ -197,7 +183,7 @@ export const useChat = create<ChatState>()((set, get) => {
 
   function reset(): void {
     abortAll();
-    set({ threads: [], threadsCursor: null, activeId: null, thread: null, messages: [], notice: null, live: {} });
+    set({ threads: [], threadsCursor: null, activeId: null, thread: null, messages: [], notice: null });
   }
 
   onAuthLost((code) => {
@@ -217,7 +203,6 @@ export const useChat = create<ChatState>()((set, get) => {
     loadingThread: false,
     notice: null,
     pending: { model: null, temperature: null },
-    live: {},
 
     async boot() {
       const { data, response } = await client.GET("/api/auth/me");

@@ -10,7 +10,6 @@ interface ErrorMeta {
 export function MessageItem({ message }: { message: Message }) {
   const stop = useChat((s) => s.stop);
   const retry = useChat((s) => s.retry);
-  const live = useChat((s) => !!s.live[message.id]);
   const streaming = message.status === "streaming";
 
   if (message.role === "user") {
@@ -51,7 +50,7 @@ export function MessageItem({ message }: { message: Message }) {
       {message.status === "cancelled" && <p className="muted stopped">Stopped.</p>}
       <div className="message-foot">
         {streaming ? (
-          <button type="button" className="small stop" onClick={() => void stop(message.id)} disabled={!live}
+          <button type="button" className="small stop" onClick={() => void stop(message.id)}
                   aria-keyshortcuts="Escape">
             ■ Stop
           </button>

@@ -131,8 +131,9 @@ export function Composer() {
           aria-expanded={showSettings}
           aria-controls={`${id}-settings`}
           onClick={() => setShowSettings((v) => !v)}
+          aria-label={`Settings: ${modelInfo?.label ?? model ?? "no model"}${temperature == null ? "" : `, temperature ${temperature}`}${overridden ? ", for the next message" : ""}`}
         >
-          ⚙ <span className="current-model">{modelInfo?.label ?? model ?? "no model"}</span>
+          <span aria-hidden="true">⚙</span> <span className="current-model">{modelInfo?.label ?? model ?? "no model"}</span>
           <span className="current-temperature">{temperature == null ? "" : ` · T ${temperature}`}</span>
           {overridden && <span className="muted"> (next message)</span>}
         </button>
