@@ -29,6 +29,18 @@ export function App() {
     return () => window.removeEventListener("popstate", onPop);
   }, [openThread]);
 
+  // Ctrl/Cmd+Shift+O starts a new chat, as in other chat apps.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if ((e.ctrlKey || e.metaKey) && e.shiftKey && e.key.toLowerCase() === "o") {
+        e.preventDefault();
+        void openThread(null);
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [openThread]);
+
   useEffect(() => {
     document.title = title ? `${title} · Convo` : "Convo";
   }, [title]);

@@ -153,7 +153,11 @@ export const useChat = create<ChatState>()((set, get) => {
           // A dropped connection or a restarting server: try again below.
         }
         response = null;
-        if (messageId == null) return; // never learned which answer it was: nothing to resume
+        if (messageId == null) {
+          // Cut before `start`: the answer runs on regardless, and re-opening the thread finds and follows it.
+          if (get().activeId === threadId) void get().openThread(threadId);
+          return;
+        }
         await sleep(Math.min(250 * 2 ** attempt, 4000));
         attempt++;
       }

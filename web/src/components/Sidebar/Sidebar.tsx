@@ -32,6 +32,8 @@ export function Sidebar({ open, onClose, theme, onToggleTheme }: Props) {
       <button
         type="button"
         className="new-chat"
+        aria-keyshortcuts="Control+Shift+O"
+        title="New chat (Ctrl+Shift+O)"
         onClick={() => {
           void openThread(null);
           onClose();
