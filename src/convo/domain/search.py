@@ -145,16 +145,16 @@ def _needles(terms: list[Term]) -> re.Pattern[str] | None:
 def highlight(source: str, terms: list[Term], width: int = SNIPPET_CHARS) -> str:
     """HTML-escaped text around the first match, with `<mark>` around every match in it."""
     source = " ".join(source.split())
-    folded: list[str] = []
-    origin: list[int] = []
-    for i, ch in enumerate(source):
-        for f in fold(ch):
-            folded.append(f)
-            origin.append(i)
+    folded = fold(source)
+    origin: list[int] | range = range(len(source))
+    if len(folded) != len(source):  # a letter folded to two (ß -> ss): map positions one by one
+        pieces = [fold(ch) for ch in source]
+        folded = "".join(pieces)
+        origin = [i for i, piece in enumerate(pieces) for _ in piece]
     pattern = _needles(terms)
     spans: list[tuple[int, int]] = []
     if pattern is not None:
-        for match in pattern.finditer("".join(folded)):
+        for match in pattern.finditer(folded):
             if match.end() > match.start():
                 start, end = origin[match.start()], origin[match.end() - 1] + 1
                 if spans and start <= spans[-1][1]:
