@@ -300,6 +300,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/convo/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Search */
+        post: operations["search_api_convo_search_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -478,6 +495,58 @@ export interface components {
             temperature?: number | null;
             /** Max Tokens */
             max_tokens?: number | null;
+        };
+        /** SearchHit */
+        SearchHit: {
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "message" | "thread" | "attachment";
+            /** Thread Id */
+            thread_id: number;
+            /** Thread Title */
+            thread_title: string;
+            /** Message Id */
+            message_id?: number | null;
+            /** Role */
+            role?: string | null;
+            /** Snippet */
+            snippet: string;
+            /** Score */
+            score: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /** SearchIn */
+        SearchIn: {
+            /** Q */
+            q: string;
+            /**
+             * Limit
+             * @default 20
+             */
+            limit: number;
+            /** Cursor */
+            cursor?: string | null;
+            /** Thread Id */
+            thread_id?: number | null;
+            /** Role */
+            role?: ("user" | "assistant" | "system") | null;
+            /** From */
+            from?: string | null;
+            /** To */
+            to?: string | null;
+        };
+        /** SearchResults */
+        SearchResults: {
+            /** Items */
+            items: components["schemas"]["SearchHit"][];
+            /** Next Cursor */
+            next_cursor: string | null;
         };
         /** SignupIn */
         SignupIn: {
@@ -1256,6 +1325,39 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TokenCountOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    search_api_convo_search_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SearchIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SearchResults"];
                 };
             };
             /** @description Validation Error */
