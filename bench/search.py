@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import random
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -31,12 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from convo.db import migrate  # noqa: E402
-from convo.db.models import User  # noqa: E402
-from convo.db.session import Database  # noqa: E402
-from convo.domain.search import Search  # noqa: E402
+from convo.db import migrate
+from convo.db.models import User
+from convo.db.session import Database
+from convo.domain.search import Search
 
-TECH = """python javascript typescript rust golang docker kubernetes postgres sqlite redis nginx linux
+TECH_TEXT = """python javascript typescript rust golang docker kubernetes postgres sqlite redis nginx linux
 kernel memory thread process async await function class module package import export error exception
 stack trace debug logging metrics latency throughput cache index query database schema migration table
 column transaction commit rollback deploy deployment server client request response header cookie token
@@ -49,19 +47,32 @@ example recipe chicken pasta tomato garlic onion butter flour sugar oven bake mi
 travel flight hotel booking museum beach mountain train ticket passport weather rain sunny winter summer
 budget invoice payment salary meeting calendar deadline project manager team hiring interview resume
 essay paragraph summary translate grammar sentence poem story character chapter novel author history
-physics chemistry biology equation theorem proof integral derivative probability statistics regression""".split()
+physics chemistry biology equation theorem proof integral derivative probability statistics regression"""
+FUNCTION_WORDS = "the a to of and is in it for that you this with on be are not can"
+ACCENTED_TEXT = "café naïve résumé Zürich crème brûlée façade São Paulo Ångström Dvořák Łódź jalapeño piñata"
+CJK_TEXT = (
+    "東京 大阪 京都 北海道 新幹線 旅行 天気 料理 寿司 ラーメン 会議 資料 プログラム データベース "
+    "北京 上海 烤鸭 火锅 学习 工作 电脑 手机 数据 模型 "
+    "서울 부산 비빔밥 김치 회의 프로그램 데이터 여행 날씨 공부"
+)
+TECH, ACCENTED, CJK = TECH_TEXT.split(), ACCENTED_TEXT.split(), CJK_TEXT.split()
 
-ACCENTED = "café naïve résumé Zürich crème brûlée façade São Paulo Ångström Dvořák Łódź jalapeño piñata".split()
-CJK = ("東京 大阪 京都 北海道 新幹線 旅行 天気 料理 寿司 ラーメン 会議 資料 プログラム データベース "
-       "北京 上海 烤鸭 火锅 学习 工作 电脑 手机 数据 模型 "
-       "서울 부산 비빔밥 김치 회의 프로그램 데이터 여행 날씨 공부").split()
-CJK_TAILS = ["に行きました", "について教えて", "はどうですか", "的问题", "怎么样", "에서", "을 먹었어요", "는 어때요"]
+CJK_TAILS = [
+    "に行きました",
+    "について教えて",
+    "はどうですか",
+    "的问题",
+    "怎么样",
+    "에서",
+    "을 먹었어요",
+    "는 어때요",
+]
 
 
 def make_vocabulary(rng: random.Random, size: int) -> list[str]:
     """Real words first (they get the frequent ranks), then pronounceable made-up ones."""
-    onsets = "b c d f g h j k l m n p r s t v w z br cr dr fr gr pl pr st tr ch sh th".split()
-    vowels = "a e i o u ai ea ou io".split()
+    onsets = [*"bcdfghjklmnprstvwz", "br", "cr", "dr", "fr", "gr", "pl", "pr", "st", "tr", "ch", "sh", "th"]
+    vowels = [*"aeiou", "ai", "ea", "ou", "io"]
     codas = ["", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ng"]
     words = list(dict.fromkeys(TECH))
     seen = set(words)
@@ -72,7 +83,7 @@ def make_vocabulary(rng: random.Random, size: int) -> list[str]:
             seen.add(word)
             words.append(word)
     # Function words at the very top, as in real text.
-    return "the a to of and is in it for that you this with on be are not can".split() + words
+    return FUNCTION_WORDS.split() + words
 
 
 @dataclass
@@ -98,7 +109,9 @@ def generate(n: int, users: int, seed: int = 7):
 
     def rows(count: int):
         nonlocal message_id, thread_id, in_thread, user
-        lengths = np.where(nrng.random(count) < 0.5, nrng.integers(4, 30, count), nrng.integers(20, 120, count))
+        lengths = np.where(
+            nrng.random(count) < 0.5, nrng.integers(4, 30, count), nrng.integers(20, 120, count)
+        )
         words = nrng.choice(len(vocab), size=int(lengths.sum()), p=weights)
         out = []
         offset = 0
@@ -134,8 +147,10 @@ def generate(n: int, users: int, seed: int = 7):
     return corpus, chunks()
 
 
-USER_SQL = ("INSERT INTO users (id, email, name, password_hash, role, disabled, created_at) "
-            "VALUES ({p}, {p}, '', 'x', 'user', false, '2025-01-01 00:00:00')")
+USER_SQL = (
+    "INSERT INTO users (id, email, name, password_hash, role, disabled, created_at) "
+    "VALUES ({p}, {p}, '', 'x', 'user', false, '2025-01-01 00:00:00')"
+)
 
 
 def load_sqlite(path: Path, corpus: Corpus, chunks) -> float:
@@ -169,7 +184,9 @@ def load_postgres(url: str, corpus: Corpus, chunks) -> float:
     with psycopg.connect(url.replace("postgresql+asyncpg://", "postgresql://")) as conn:
         conn.execute("SET synchronous_commit = off")
         with conn.cursor() as cur:
-            cur.executemany(USER_SQL.format(p="%s"), [(u, f"u{u}@example.com") for u in range(1, corpus.users + 1)])
+            cur.executemany(
+                USER_SQL.format(p="%s"), [(u, f"u{u}@example.com") for u in range(1, corpus.users + 1)]
+            )
         threads_done = 0
         for chunk in chunks:
             new_threads = corpus.threads[threads_done:]
@@ -192,7 +209,9 @@ def load_postgres(url: str, corpus: Corpus, chunks) -> float:
     return time.perf_counter() - started
 
 
-def make_queries(corpus: Corpus, sample_texts: list[str], per_class: int, seed: int = 11) -> dict[str, list[str]]:
+def make_queries(
+    corpus: Corpus, sample_texts: list[str], per_class: int, seed: int = 11
+) -> dict[str, list[str]]:
     rng = random.Random(seed)
     vocab = corpus.vocab
     common = vocab[40:300]  # frequent content words (ranks below the function words)
@@ -211,20 +230,24 @@ def make_queries(corpus: Corpus, sample_texts: list[str], per_class: int, seed: 
         "two words": [f"{rng.choice(common)} {rng.choice(medium)}" for _ in range(per_class)],
         "phrase": phrases,
         "prefix": [rng.choice([w for w in medium if len(w) >= 5])[:4] + "*" for _ in range(per_class)],
-        "accented": [rng.choice(["cafe", "creme brulee", "zurich", "resume", "naive", "Łódź"])
-                     for _ in range(per_class)],
+        "accented": [
+            rng.choice(["cafe", "creme brulee", "zurich", "resume", "naive", "Łódź"])
+            for _ in range(per_class)
+        ],
         "CJK": [rng.choice(CJK) + rng.choice(["", " " + rng.choice(CJK)]) for _ in range(per_class)],
     }
 
 
-async def run_queries(url: str, users: int, queries: dict[str, list[str]], seed: int = 5) -> dict[str, list[float]]:
+async def run_queries(
+    url: str, users: int, queries: dict[str, list[str]], seed: int = 5
+) -> dict[str, list[float]]:
     rng = random.Random(seed)
     db = Database(url)
     search = Search(db)
     timings: dict[str, list[float]] = {}
     hits: dict[str, int] = {}
     try:
-        for warm in list(queries.values())[0][:20]:  # open connections, warm the page cache
+        for warm in next(iter(queries.values()))[:20]:  # open connections, warm the page cache
             await search.search(User(id=1), warm)
         for kind, items in queries.items():
             timings[kind] = []
@@ -244,7 +267,7 @@ async def run_queries(url: str, users: int, queries: dict[str, list[str]], seed:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def pg_server_url() -> tuple[str, object | None]:
@@ -301,8 +324,12 @@ def bench_engine(engine: str, args: argparse.Namespace) -> dict[str, object]:
         result["index_s"] = time.perf_counter() - started
         with psycopg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE search_docs")
-            result["index_mb"] = conn.execute("SELECT pg_total_relation_size('search_docs')").fetchone()[0] / 1e6
-            result["gin_mb"] = conn.execute("SELECT pg_relation_size('ix_search_docs_tsv')").fetchone()[0] / 1e6
+            result["index_mb"] = (
+                conn.execute("SELECT pg_total_relation_size('search_docs')").fetchone()[0] / 1e6
+            )
+            result["gin_mb"] = (
+                conn.execute("SELECT pg_relation_size('ix_search_docs_tsv')").fetchone()[0] / 1e6
+            )
             result["data_mb"] = conn.execute("SELECT pg_total_relation_size('messages')").fetchone()[0] / 1e6
     queries = make_queries(corpus, samples, args.queries)
     result["timings"] = asyncio.run(run_queries(url, args.users, queries))
@@ -316,13 +343,19 @@ def bench_engine(engine: str, args: argparse.Namespace) -> dict[str, object]:
 
 
 def report(results: list[dict[str, object]], args: argparse.Namespace) -> None:
-    print(f"\nSearch benchmark: {args.messages:,} messages, {args.users} users, {args.queries} queries a class, "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end\n")
+    print(
+        f"\nSearch benchmark: {args.messages:,} messages, {args.users} users, {args.queries} queries a class, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end\n"
+    )
     print(f"{'engine':<11}{'load s':>9}{'index s':>9}{'index MB':>10}{'data MB':>9}")
     for r in results:
-        print(f"{r['engine']:<11}{r['load_s']:>9.1f}{r['index_s']:>9.1f}{r['index_mb']:>10.1f}{r['data_mb']:>9.1f}")
+        print(
+            f"{r['engine']:<11}{r['load_s']:>9.1f}{r['index_s']:>9.1f}{r['index_mb']:>10.1f}{r['data_mb']:>9.1f}"
+        )
     print()
-    header = f"{'query class':<14}" + "".join(f"{r['engine'] + ' p50/p95/p99 ms':>30}{'hits':>6}" for r in results)
+    header = f"{'query class':<14}" + "".join(
+        f"{r['engine'] + ' p50/p95/p99 ms':>30}{'hits':>6}" for r in results
+    )
     print(header)
     classes = [k for k in results[0]["timings"] if not k.endswith("(hit rate)")]  # type: ignore[union-attr]
     everything: dict[str, list[float]] = {r["engine"]: [] for r in results}  # type: ignore[misc]
@@ -332,29 +365,39 @@ def report(results: list[dict[str, object]], args: argparse.Namespace) -> None:
             values = r["timings"][kind]  # type: ignore[index]
             everything[r["engine"]] += values  # type: ignore[index]
             rate = r["timings"][kind + " (hit rate)"][0]  # type: ignore[index]
-            figures = f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f} / {percentile(values, 99):.1f}"
+            figures = (
+                f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f} / {percentile(values, 99):.1f}"
+            )
             line += f"{figures:>30}{rate:>6.0%}"
         print(line)
     line = f"{'all':<14}"
     for r in results:
         values = everything[r["engine"]]  # type: ignore[index]
-        line += f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f} / {percentile(values, 99):.1f}".rjust(30)
+        line += f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f} / {percentile(values, 99):.1f}".rjust(
+            30
+        )
         line += f"{'':>6}"
     print(line)
     if len(results) == 2:
         a, b = results
         pa = percentile(everything[a["engine"]], 95)  # type: ignore[index]
         pb = percentile(everything[b["engine"]], 95)  # type: ignore[index]
-        print(f"\np95 {b['engine']}/{a['engine']}: {pb / pa:.2f}x; index build {b['engine']}/{a['engine']}: "
-              f"{b['index_s'] / a['index_s']:.2f}x; index size {b['index_mb'] / a['index_mb']:.2f}x")  # type: ignore[operator]
+        print(
+            f"\np95 {b['engine']}/{a['engine']}: {pb / pa:.2f}x; index build {b['engine']}/{a['engine']}: "
+            f"{b['index_s'] / a['index_s']:.2f}x; index size {b['index_mb'] / a['index_mb']:.2f}x"
+        )  # type: ignore[operator]
     for r in results:
         values = everything[r["engine"]]  # type: ignore[index]
-        print(f"{r['engine']}: p95 {percentile(values, 95):.1f} ms against a goal of 30 ms: "
-              f"{'met' if percentile(values, 95) <= 30 else 'NOT met'}")
+        print(
+            f"{r['engine']}: p95 {percentile(values, 95):.1f} ms against a goal of 30 ms: "
+            f"{'met' if percentile(values, 95) <= 30 else 'NOT met'}"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--queries", type=int, default=200, help="queries per class")

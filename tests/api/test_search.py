@@ -102,7 +102,10 @@ def test_filters_by_thread_role_and_dates(api: Api) -> None:
     everything = search(api, key)["items"]
     assert sorted(i["kind"] for i in everything) == ["message"] * 4 + ["thread"] * 2
     assert {(i["thread_id"], i["role"]) for i in everything if i["kind"] == "message"} == {
-        (first["id"], "user"), (first["id"], "assistant"), (second["id"], "user"), (second["id"], "assistant"),
+        (first["id"], "user"),
+        (first["id"], "assistant"),
+        (second["id"], "user"),
+        (second["id"], "assistant"),
     }
     assert {i["thread_id"] for i in search(api, key, thread_id=second["id"])["items"]} == {second["id"]}
     assert {i["role"] for i in search(api, key, role="assistant")["items"]} == {"assistant"}
@@ -110,11 +113,20 @@ def test_filters_by_thread_role_and_dates(api: Api) -> None:
     assert len(search(api, key, **{"from": (now - timedelta(hours=1)).isoformat()})["items"]) == 6
     assert search(api, key, **{"from": (now + timedelta(hours=1)).isoformat()})["items"] == []
     assert search(api, key, to=(now - timedelta(hours=1)).isoformat())["items"] == []
-    bad = api.post("/api/convo/search", json={"q": key, "from": now.isoformat(),
-                                              "to": (now - timedelta(days=1)).isoformat()})
+    bad = api.post(
+        "/api/convo/search",
+        json={"q": key, "from": now.isoformat(), "to": (now - timedelta(days=1)).isoformat()},
+    )
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_range"
-    for body in ({"role": "robot"}, {"limit": 0}, {"limit": 1000}, {"thread_id": "x"}, {"from": "yesterday"},
-                 {"q": None}, {"thread_id": 10**12}):
+    for body in (
+        {"role": "robot"},
+        {"limit": 0},
+        {"limit": 1000},
+        {"thread_id": "x"},
+        {"from": "yesterday"},
+        {"q": None},
+        {"thread_id": 10**12},
+    ):
         response = api.post("/api/convo/search", json={"q": key, **body})
         assert response.status_code == 422, (body, response.text)
         assert response.json()["error"]["code"] == "invalid_request"
@@ -141,19 +153,89 @@ def test_cursor_pages_through_every_hit_once(api: Api) -> None:
 
 
 HOSTILE = [
-    "", " ", '"', '""', '"""', '" "', '"unterminated phrase', "*", "**", "***x", "a*b*", "-", "-x", "+x", "^x",
-    "x:", ":x", "body:x", "tags:u1", "title:*", "(", ")", "((x)", "x)", "NEAR(a b)", "NEAR/3", "a AND", "OR",
-    "NOT x", "a OR b", "a | b", "a & b", "!x", "a <-> b", "x:*", "'", "''", "it's", "\\", "\\\\x", "%", "_",
-    "%_%", "x\x00y", "\x00", "\x01\x02", "{}", "[]", "$1", ":name", "?", ";", "'; DROP TABLE messages; --",
-    '"a" "b" "', "😀", "🔥🔥 fire", "👩‍💻", "\u200b", "\ufeff", "a\u0301", "ｆｕｌｌｗｉｄｔｈ", "ǆ", "ß", "İstanbul",
-    "x" * 10_000, "word " * 2000, '"' * 5000, "東" * 3000, "a*" * 3000, "(" * 4000, "\U0010ffff",
+    "",
+    " ",
+    '"',
+    '""',
+    '"""',
+    '" "',
+    '"unterminated phrase',
+    "*",
+    "**",
+    "***x",
+    "a*b*",
+    "-",
+    "-x",
+    "+x",
+    "^x",
+    "x:",
+    ":x",
+    "body:x",
+    "tags:u1",
+    "title:*",
+    "(",
+    ")",
+    "((x)",
+    "x)",
+    "NEAR(a b)",
+    "NEAR/3",
+    "a AND",
+    "OR",
+    "NOT x",
+    "a OR b",
+    "a | b",
+    "a & b",
+    "!x",
+    "a <-> b",
+    "x:*",
+    "'",
+    "''",
+    "it's",
+    "\\",
+    "\\\\x",
+    "%",
+    "_",
+    "%_%",
+    "x\x00y",
+    "\x00",
+    "\x01\x02",
+    "{}",
+    "[]",
+    "$1",
+    ":name",
+    "?",
+    ";",
+    "'; DROP TABLE messages; --",
+    '"a" "b" "',
+    "😀",
+    "🔥🔥 fire",
+    "👩‍💻",
+    "\u200b",
+    "\ufeff",
+    "a\u0301",
+    "ｆｕｌｌｗｉｄｔｈ",
+    "ǆ",
+    "ß",
+    "İstanbul",
+    "x" * 10_000,
+    "word " * 2000,
+    '"' * 5000,
+    "東" * 3000,
+    "a*" * 3000,
+    "(" * 4000,
+    "\U0010ffff",
 ]
 
 
 def test_hostile_input_never_fails(api: Api) -> None:
     key = word()
     thread = api.thread(title="hostile")
-    say(api, thread["id"], f"{key} it's a \"quoted\" (paren) NEAR AND OR NOT x:y 100% _under_ 🔥 fire", reply="ok")
+    say(
+        api,
+        thread["id"],
+        f'{key} it\'s a "quoted" (paren) NEAR AND OR NOT x:y 100% _under_ 🔥 fire',
+        reply="ok",
+    )
     for q in HOSTILE:
         response = api.post("/api/convo/search", json={"q": q})
         assert response.status_code == 200, (q[:50], response.status_code, response.text[:300])
@@ -162,6 +244,11 @@ def test_hostile_input_never_fails(api: Api) -> None:
     for q in ("it's", '"quoted"', "(paren)", "NEAR AND OR NOT", "x:y", "100%", "_under_", "fire*"):
         items = search(api, f"{key} {q}", role="user")["items"]
         assert len(items) == 1, q
+    # A lone surrogate is valid JSON but cannot be encoded for the database.
+    raw = api.post(
+        "/api/convo/search", content=b'{"q": "\\ud800 fire"}', headers={"Content-Type": "application/json"}
+    )
+    assert raw.status_code == 200, raw.text
     too_long = api.post("/api/convo/search", json={"q": "x" * 10_001})
     assert too_long.status_code == 422
 
@@ -222,7 +309,10 @@ def test_results_are_strictly_the_callers_own(server: Any, api: Api) -> None:
     finally:
         other.close()
     assert len(search(api, key)["items"]) == 3
-    assert api.post("/api/convo/search", json={"q": key}, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert (
+        api.post("/api/convo/search", json={"q": key}, headers={"Authorization": "Bearer nope"}).status_code
+        == 401
+    )
 
 
 def test_answers_are_indexed_when_finished_and_edits_and_deletes_follow(api: Api) -> None:

@@ -48,6 +48,27 @@ def indexed(url: str) -> list[tuple]:
     return [(key, tsv) for key, tsv in rows]
 
 
+def triggers(url: str) -> list[tuple]:
+    if url.startswith("sqlite"):
+        return run(url, "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'search%'")[0]
+    return run(url, "SELECT DISTINCT tgname FROM pg_trigger WHERE tgname LIKE 'search%'")[0]
+
+
+def test_every_head_keeps_the_search_triggers(tmp_path: Path) -> None:
+    """A later migration that rebuilds `messages` or `threads` (SQLite batch mode copies and drops the
+    table) would silently drop the triggers that keep search current; this catches it."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'heads.db'}"
+    migrate.upgrade(url)
+    assert sorted(name for (name,) in triggers(url)) == [
+        "search_message_delete",
+        "search_message_insert",
+        "search_message_update",
+        "search_thread_delete",
+        "search_thread_insert",
+        "search_thread_update",
+    ]
+
+
 def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
     migrate.upgrade(db_url, "0001")
     run(
@@ -62,6 +83,7 @@ def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
     )
     migrate.upgrade(db_url)
     assert migrate.is_current(db_url)
+    assert len(triggers(db_url)) == 6
     rows = indexed(db_url)
     # The existing message and title are backfilled; the streaming answer is not indexed yet.
     assert [key for key, _ in rows] == [4, 5]
@@ -81,7 +103,10 @@ def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
     )
     assert run(db_url, tables)[0] == []
     # Without the index the schema still takes writes: no trigger is left behind.
-    run(db_url, "INSERT INTO threads (id, user_id, title, created_at, updated_at) "
-                "VALUES (2, 1, 'plain', '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+    run(
+        db_url,
+        "INSERT INTO threads (id, user_id, title, created_at, updated_at) "
+        "VALUES (2, 1, 'plain', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+    )
     migrate.upgrade(db_url)
     assert [key for key, _ in indexed(db_url)] == [9]

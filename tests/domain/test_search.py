@@ -12,10 +12,20 @@ from convo.domain.search import Term, fts5_match, highlight, parse_query
 
 def test_parse_words_phrases_and_prefixes() -> None:
     assert parse_query('deploy* "red apple" plain') == [
-        Term("deploy", prefix=True), Term("red apple", phrase=True), Term("plain"),
+        Term("deploy", prefix=True),
+        Term("red apple", phrase=True),
+        Term("plain"),
     ]
     # Operators are words; what has no letter or digit is dropped rather than searched.
-    assert [t.text for t in parse_query("a AND b OR NOT c NEAR(d)")] == ["a", "AND", "b", "OR", "NOT", "c", "NEAR(d)"]
+    assert [t.text for t in parse_query("a AND b OR NOT c NEAR(d)")] == [
+        "a",
+        "AND",
+        "b",
+        "OR",
+        "NOT",
+        "c",
+        "NEAR(d)",
+    ]
     assert parse_query('"" * - () ^ \x00 "') == []
     assert parse_query('"unterminated phrase') == [Term("unterminated phrase", phrase=True)]
     assert len(parse_query("w " * 5000)) == 32
@@ -42,8 +52,14 @@ def test_cjk_queries_are_bigram_phrases_without_the_trailing_character() -> None
 
 def test_highlight_escapes_and_marks_folded_matches() -> None:
     terms = parse_query("cafe <b>")
-    assert highlight("<b>Café</b> & tea", terms) == "&lt;<mark>b</mark>&gt;<mark>Café</mark>&lt;/<mark>b</mark>&gt; &amp; tea"
-    assert highlight("deployment deploy", parse_query("deploy*")) == "<mark>deployment</mark> <mark>deploy</mark>"
+    assert (
+        highlight("<b>Café</b> & tea", terms)
+        == "&lt;<mark>b</mark>&gt;<mark>Café</mark>&lt;/<mark>b</mark>&gt; &amp; tea"
+    )
+    assert (
+        highlight("deployment deploy", parse_query("deploy*"))
+        == "<mark>deployment</mark> <mark>deploy</mark>"
+    )
     assert highlight("deployment deploy", parse_query("deploy")) == "deployment <mark>deploy</mark>"
     assert highlight("展望台に", parse_query("展望台")) == "<mark>展望台</mark>に"
 

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import text
 
 from convo.db.models import User
-from convo.db.search_text import CJK_CLASS, CJK_RUN, cjk_bigrams, fold, index_text
+from convo.db.search_text import CJK_CLASS, CJK_RUN, fold, index_text
 from convo.db.session import Database
 from convo.domain.threads import owned_thread
 from convo.errors import InvalidInput
@@ -73,7 +73,8 @@ class Term:
 
 def parse_query(q: str) -> list[Term]:
     """Split user input into terms; quotes pair up, a lone quote opens a phrase to the end."""
-    q = "".join(" " if ch < " " else ch for ch in q)
+    # Control characters separate words; lone surrogates (valid JSON, invalid UTF-8) are dropped.
+    q = "".join(max(ch, " ") for ch in q if not "\ud800" <= ch <= "\udfff")
     terms: list[Term] = []
     parts = q.split('"')
     for index, part in enumerate(parts):
@@ -226,7 +227,9 @@ def _epoch(moment: datetime) -> float:
 
 
 # Hyperbolic rather than exponential decay: SQLite may be built without math functions.
-_RECENCY = f"(1.0 + {BOOST} * {HALF_LIFE_DAYS} / ({HALF_LIFE_DAYS} + {{greatest}}(0.0, {{now}} - {{created}}) / 86400.0))"
+_RECENCY = (
+    f"(1.0 + {BOOST} * {HALF_LIFE_DAYS} / ({HALF_LIFE_DAYS} + {{greatest}}(0.0, {{now}} - {{created}}) / 86400.0))"
+)
 
 
 class Search:
@@ -234,7 +237,13 @@ class Search:
         self.db = db
 
     async def search(
-        self, user: User, q: str, *, limit: int = 20, cursor: str | None = None, filters: Filters | None = None
+        self,
+        user: User,
+        q: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        filters: Filters | None = None,
     ) -> tuple[list[Hit], str | None]:
         started = time.perf_counter()
         try:
@@ -271,7 +280,11 @@ class Search:
 
     @staticmethod
     def _sqlite_sql(
-        user: User, terms: list[Term], filters: Filters, after: tuple[float, int] | None, params: dict[str, Any]
+        user: User,
+        terms: list[Term],
+        filters: Filters,
+        after: tuple[float, int] | None,
+        params: dict[str, Any],
     ) -> str:
         tags = [f"u{user.id}"]
         if filters.thread_id is not None:
@@ -295,7 +308,11 @@ class Search:
 
     @staticmethod
     def _pg_sql(
-        user: User, terms: list[Term], filters: Filters, after: tuple[float, int] | None, params: dict[str, Any]
+        user: User,
+        terms: list[Term],
+        filters: Filters,
+        after: tuple[float, int] | None,
+        params: dict[str, Any],
     ) -> str:
         scope = [f"'@u{user.id}'"]
         where = ["d.user_id = :user_id"]
@@ -313,8 +330,11 @@ class Search:
         if filters.until:
             where.append("d.created_at < :until")
             params["until"] = filters.until
-        recency = _RECENCY.format(greatest="greatest", now="CAST(:now AS float8)",
-                                  created="extract(epoch FROM d.created_at)::float8")
+        recency = _RECENCY.format(
+            greatest="greatest",
+            now="CAST(:now AS float8)",
+            created="extract(epoch FROM d.created_at)::float8",
+        )
         inner = (
             f"SELECT d.doc_id::bigint * 4 + d.kind AS key, "
             f"ts_rank_cd(d.tsv, q.terms, 1)::float8 * {recency} AS score "
@@ -332,10 +352,14 @@ class Search:
                 "WHERE score < CAST(:after_score AS float8) "
                 "OR (score = CAST(:after_score AS float8) AND key < CAST(:after_key AS bigint)) "
             )
-        return f"SELECT key, score FROM ({inner}) ranked {condition}ORDER BY score DESC, key DESC LIMIT :limit"
+        return (
+            f"SELECT key, score FROM ({inner}) ranked {condition}ORDER BY score DESC, key DESC LIMIT :limit"
+        )
 
     @staticmethod
-    async def _hydrate(session: Any, user: User, terms: list[Term], ranked: list[tuple[int, float]]) -> list[Hit]:
+    async def _hydrate(
+        session: Any, user: User, terms: list[Term], ranked: list[tuple[int, float]]
+    ) -> list[Hit]:
         """Load what the page shows; the owner is checked again, as every read here does."""
         message_ids = [key // 4 for key, _ in ranked if key % 4 == MESSAGE]
         thread_ids = [key // 4 for key, _ in ranked if key % 4 == THREAD]
@@ -365,12 +389,32 @@ class Search:
             doc_id, kind = divmod(key, 4)
             if kind == MESSAGE and doc_id in messages:
                 m = messages[doc_id]
-                hits.append(Hit("message", m.thread_id, m.title, m.id, m.role, highlight(m.content, terms),
-                                round(score, 6), _as_utc(m.created_at)))
+                hits.append(
+                    Hit(
+                        "message",
+                        m.thread_id,
+                        m.title,
+                        m.id,
+                        m.role,
+                        highlight(m.content, terms),
+                        round(score, 6),
+                        _as_utc(m.created_at),
+                    )
+                )
             elif kind == THREAD and doc_id in threads:
                 t = threads[doc_id]
-                hits.append(Hit("thread", t.id, t.title, None, None, highlight(t.title, terms), round(score, 6),
-                                _as_utc(t.updated_at)))
+                hits.append(
+                    Hit(
+                        "thread",
+                        t.id,
+                        t.title,
+                        None,
+                        None,
+                        highlight(t.title, terms),
+                        round(score, 6),
+                        _as_utc(t.updated_at),
+                    )
+                )
         return hits
 
 

@@ -219,14 +219,25 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
-        for name in ("message_insert", "message_update", "message_delete", "thread_insert", "thread_update",
-                     "thread_delete"):
+        for name in (
+            "message_insert",
+            "message_update",
+            "message_delete",
+            "thread_insert",
+            "thread_update",
+            "thread_delete",
+        ):
             op.execute(f"DROP TRIGGER IF EXISTS search_{name}")
         op.execute("DROP TABLE IF EXISTS search_index")
         return
-    for name, table in (("message_insert", "messages"), ("message_update", "messages"),
-                        ("message_delete", "messages"), ("thread_insert", "threads"),
-                        ("thread_update", "threads"), ("thread_delete", "threads")):
+    for name, table in (
+        ("message_insert", "messages"),
+        ("message_update", "messages"),
+        ("message_delete", "messages"),
+        ("thread_insert", "threads"),
+        ("thread_update", "threads"),
+        ("thread_delete", "threads"),
+    ):
         op.execute(f"DROP TRIGGER IF EXISTS search_{name} ON {table}")
     op.execute("DROP FUNCTION IF EXISTS convo_search_message_sync()")
     op.execute("DROP FUNCTION IF EXISTS convo_search_thread_sync()")
