@@ -1,9 +1,9 @@
-import asyncio
 
 import pytest
 
 from convo.config import Settings
 from convo.llm.registry import ProvidersFileError, build_registry
+from tests.support import run_async
 
 
 def settings(tmp_path, text: str, suffix: str = ".yaml", **extra) -> Settings:
@@ -32,14 +32,14 @@ providers:
 
 def test_providers_file_models_prices_and_unique_ids(tmp_path, monkeypatch):
     registry = build_registry(settings(tmp_path, YAML))
-    models = {m.id: m for m in asyncio.run(registry.list_models())}
+    models = {m.id: m for m in run_async(registry.list_models())}
     # The same id from two providers is told apart by the provider's name.
     assert {"lab/qwen", "other/qwen", "gpt-4o-mini", "smollm2-135m-instruct"} <= set(models)
     assert models["other/qwen"].input_usd_per_mtok == 1.5
     # Known hosted models get built-in prices and windows when the file gives none.
     assert models["gpt-4o-mini"].input_usd_per_mtok == 0.15 and models["gpt-4o-mini"].context_window == 128_000
-    assert asyncio.run(registry.default_model_id()) == "lab/qwen", "first configured model, embedded last"
-    resolved = asyncio.run(registry.resolve("lab/qwen"))
+    assert run_async(registry.default_model_id()) == "lab/qwen", "first configured model, embedded last"
+    resolved = run_async(registry.resolve("lab/qwen"))
     assert resolved.provider.name == "lab" and resolved.model.upstream_id == "qwen"
 
 
@@ -52,14 +52,14 @@ api_key = "k"
 models = [{ id = "claude-sonnet-4-5" }]
 """
     registry = build_registry(settings(tmp_path, text, ".toml", CONVO_DEFAULT_MODEL="smollm2-135m-instruct"))
-    models = {m.id: m for m in asyncio.run(registry.list_models())}
+    models = {m.id: m for m in run_async(registry.list_models())}
     assert models["claude-sonnet-4-5"].output_usd_per_mtok == 15.0
-    assert asyncio.run(registry.default_model_id()) == "smollm2-135m-instruct"
+    assert run_async(registry.default_model_id()) == "smollm2-135m-instruct"
 
 
 def test_nothing_configured_means_the_embedded_model(tmp_path):
     registry = build_registry(Settings(CONVO_DATA_DIR=tmp_path))
-    assert asyncio.run(registry.default_model_id()) == "smollm2-135m-instruct"
+    assert run_async(registry.default_model_id()) == "smollm2-135m-instruct"
 
 
 @pytest.mark.parametrize(

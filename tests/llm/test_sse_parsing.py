@@ -1,6 +1,6 @@
-import asyncio
 
 from convo.llm.openai_compat import sse_data
+from tests.support import run_async
 
 
 async def _collect(chunks):
@@ -12,7 +12,7 @@ async def _collect(chunks):
 
 
 def parse(chunks):
-    return asyncio.run(_collect(chunks))
+    return run_async(_collect(chunks))
 
 
 def test_events_split_across_chunks_and_line_endings():
