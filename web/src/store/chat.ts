@@ -68,6 +68,7 @@ function abortAll(except?: number): void {
   }
 }
 
+const FLUSH_MS = 40;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A message put into the active branch: after its parent, replacing whatever followed it there. */
@@ -98,6 +99,18 @@ export const useChat = create<ChatState>()((set, get) => {
     let response = initial;
     let lastId = after;
     let attempt = 0;
+    // Deltas are joined and shown at most every FLUSH_MS: re-rendering the Markdown per token would cost
+    // O(n²) on a long answer or on a replay that delivers thousands of deltas at once.
+    let buffered = "";
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const flush = () => {
+      clearTimeout(timer);
+      timer = undefined;
+      if (!buffered || messageId == null) return;
+      const text = buffered;
+      buffered = "";
+      patchMessage(threadId, messageId, (m) => ({ ...m, content: m.content + text }));
+    };
     try {
       while (!controller.signal.aborted) {
         try {
@@ -113,6 +126,12 @@ export const useChat = create<ChatState>()((set, get) => {
             attempt = 0;
             if (event.id) lastId = Number(event.id);
             const data = JSON.parse(event.data);
+            if (event.event === "delta") {
+              buffered += String(data.text ?? "");
+              timer ??= setTimeout(flush, FLUSH_MS);
+              continue;
+            }
+            flush();
             if (event.event === "start") {
               messageId = (data.assistant_message as Message).id;
               if (key !== messageId) {
@@ -123,9 +142,6 @@ export const useChat = create<ChatState>()((set, get) => {
               onStart(threadId, data.user_message as Message | null, data.assistant_message as Message);
             } else if (messageId == null) {
               continue;
-            } else if (event.event === "delta") {
-              const text = String(data.text ?? "");
-              patchMessage(threadId, messageId, (m) => ({ ...m, content: m.content + text }));
             } else if (event.event === "usage" || event.event === "citations") {
               const meta = event.event === "usage" ? data : { citations: data.items };
               patchMessage(threadId, messageId, (m) => ({ ...m, meta: { ...m.meta, ...meta } }));
@@ -152,6 +168,7 @@ export const useChat = create<ChatState>()((set, get) => {
           }
           // A dropped connection or a restarting server: try again below.
         }
+        flush();
         response = null;
         if (messageId == null) {
           // Cut before `start`: the answer runs on regardless, and re-opening the thread finds and follows it.
@@ -162,6 +179,8 @@ export const useChat = create<ChatState>()((set, get) => {
         attempt++;
       }
     } finally {
+      if (controller.signal.aborted) clearTimeout(timer);
+      else flush();
       if (controllers.get(key) === controller) controllers.delete(key);
     }
   }
