@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -148,8 +149,19 @@ def test_cursor_pages_through_every_hit_once(api: Api) -> None:
         if cursor is None:
             break
     assert pages == 3 and len(seen) == 7 and len(set(seen)) == 7
-    bad = api.post("/api/convo/search", json={"q": key, "cursor": "not-a-cursor"})
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_cursor"
+    forged = [
+        b"not json",
+        b"[1, 2]",
+        b"[1e999, 1, 1]",
+        b"[NaN, 1, 1]",
+        b"[1, 1, 1e40]",
+        b'["x", 1, 1]',
+        b"[1, 1, -5]",
+        b"{}",
+    ]
+    for cursor in ["not-a-cursor", "%%%", *(base64.urlsafe_b64encode(raw).decode() for raw in forged)]:
+        bad = api.post("/api/convo/search", json={"q": key, "cursor": cursor})
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_cursor", (cursor, bad.text)
 
 
 HOSTILE = [
@@ -244,11 +256,11 @@ def test_hostile_input_never_fails(api: Api) -> None:
     for q in ("it's", '"quoted"', "(paren)", "NEAR AND OR NOT", "x:y", "100%", "_under_", "fire*"):
         items = search(api, f"{key} {q}", role="user")["items"]
         assert len(items) == 1, q
-    # A lone surrogate is valid JSON but cannot be encoded for the database.
+    # A lone surrogate is valid JSON but no text: refused clearly, never a server error.
     raw = api.post(
         "/api/convo/search", content=b'{"q": "\\ud800 fire"}', headers={"Content-Type": "application/json"}
     )
-    assert raw.status_code == 200, raw.text
+    assert raw.status_code == 422 and raw.json()["error"]["code"] == "invalid_request", raw.text
     too_long = api.post("/api/convo/search", json={"q": "x" * 10_001})
     assert too_long.status_code == 422
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -27,8 +28,15 @@ from convo.domain.threads import owned_thread
 from convo.errors import InvalidInput
 from convo.observability import SEARCH
 
-MESSAGE, THREAD, ATTACHMENT = 0, 1, 2
-KINDS = {MESSAGE: "message", THREAD: "thread", ATTACHMENT: "attachment"}
+# Document classes and the key layout of migration 0002: owner << 37 | class << 34 | document id.
+ROLE_CLASS = {"user": 0, "assistant": 1, "system": 2}
+THREAD = 3
+USER_SHIFT, CLASS_SHIFT = 37, 34
+DOC_MASK = (1 << CLASS_SHIFT) - 1
+# How many of the newest matches of each class are ranked. Ranking costs a few microseconds a match; a
+# word in every tenth message of a big history would otherwise rank tens of thousands. Rarer queries
+# rank every match; a very common one ranks its newest, and dates or more words reach older ones.
+CANDIDATES = 1000
 
 # Beyond this many terms a query is not narrowed further: each term is one more posting list to walk.
 MAX_TERMS = 32
@@ -215,9 +223,12 @@ def _decode_cursor(cursor: str) -> tuple[float, float, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         now, score, key = json.loads(raw)
-        return float(now), float(score), int(key)
+        now, score, key = float(now), float(score), int(key)
     except (ValueError, TypeError) as exc:
         raise InvalidInput("Invalid cursor.", code="invalid_cursor") from exc
+    if not (math.isfinite(now) and math.isfinite(score) and 0 <= key < 2**63):
+        raise InvalidInput("Invalid cursor.", code="invalid_cursor")
+    return now, score, key
 
 
 def _epoch(moment: datetime) -> float:
@@ -227,9 +238,7 @@ def _epoch(moment: datetime) -> float:
 
 
 # Hyperbolic rather than exponential decay: SQLite may be built without math functions.
-_RECENCY = (
-    f"(1.0 + {BOOST} * {HALF_LIFE_DAYS} / ({HALF_LIFE_DAYS} + {{greatest}}(0.0, {{now}} - {{created}}) / 86400.0))"
-)
+_RECENCY = f"(1.0 + {BOOST} * {HALF_LIFE_DAYS} / ({HALF_LIFE_DAYS} + {{greatest}}(0.0, {{now}} - {{created}}) / 86400.0))"
 
 
 class Search:
@@ -279,6 +288,10 @@ class Search:
         return hits, next_cursor
 
     @staticmethod
+    def _classes(filters: Filters) -> list[int]:
+        return [ROLE_CLASS[filters.role]] if filters.role else [*ROLE_CLASS.values(), THREAD]
+
+    @staticmethod
     def _sqlite_sql(
         user: User,
         terms: list[Term],
@@ -286,24 +299,29 @@ class Search:
         after: tuple[float, int] | None,
         params: dict[str, Any],
     ) -> str:
-        tags = [f"u{user.id}"]
+        match = fts5_match(terms)
         if filters.thread_id is not None:
-            tags.append(f"t{filters.thread_id}")
-        if filters.role:
-            tags.append(f"r{filters.role}")
-        params["match"] = f"tags : ({' AND '.join(tags)}) AND {fts5_match(terms)}"
-        where = ["search_index MATCH :match"]
+            match = f"tags : t{filters.thread_id} AND {match}"
+        params["match"] = match
+        dates = ""
         if filters.since:
-            where.append("created_at >= :since")
+            dates += " AND created_at >= :since"
             params["since"] = _epoch(filters.since)
         if filters.until:
-            where.append("created_at < :until")
+            dates += " AND created_at < :until"
             params["until"] = _epoch(filters.until)
+        # One arm per class: a rowid range of this user's documents, walked newest first.
+        arms = []
+        for cls in Search._classes(filters):
+            low = (user.id << USER_SHIFT) | (cls << CLASS_SHIFT)
+            high = low | DOC_MASK
+            arms.append(
+                "SELECT * FROM (SELECT rowid AS key, created_at, -bm25(search_index, 1.0, 0.0) AS relevance "
+                f"FROM search_index WHERE search_index MATCH :match AND rowid BETWEEN {low} AND {high}{dates} "
+                f"ORDER BY rowid DESC LIMIT {CANDIDATES})"
+            )
         recency = _RECENCY.format(greatest="max", now=":now", created="created_at")
-        inner = (
-            f"SELECT rowid AS key, -bm25(search_index, 1.0, 0.0) * {recency} AS score "
-            f"FROM search_index WHERE {' AND '.join(where)}"
-        )
+        inner = f"SELECT key, relevance * {recency} AS score FROM ({' UNION ALL '.join(arms)})"
         return Search._page(inner, after, params)
 
     @staticmethod
@@ -320,9 +338,8 @@ class Search:
         if filters.thread_id is not None:
             scope.append(f"'@t{filters.thread_id}'")
         if filters.role:
-            scope.append(f"'@r{filters.role}'")
-            where.append("d.role = :role")
-            params["role"] = filters.role
+            where.append("d.kind = :kind")
+            params["kind"] = ROLE_CLASS[filters.role]
         params["scope"] = " & ".join(scope)
         if filters.since:
             where.append("d.created_at >= :since")
@@ -330,16 +347,23 @@ class Search:
         if filters.until:
             where.append("d.created_at < :until")
             params["until"] = filters.until
+        params["candidates"] = CANDIDATES
+        tsquery = _pg_tsquery(terms, params)
         recency = _RECENCY.format(
             greatest="greatest",
             now="CAST(:now AS float8)",
-            created="extract(epoch FROM d.created_at)::float8",
+            created="extract(epoch FROM c.created_at)::float8",
+        )
+        # Matching is cheap with the GIN index; ranking reads every candidate's tsvector. Only the
+        # newest CANDIDATES of each class are ranked, as on SQLite.
+        matches = (
+            f"SELECT (d.user_id::bigint << {USER_SHIFT}) + (d.kind::bigint << {CLASS_SHIFT}) + d.doc_id AS key, "
+            "d.created_at, d.tsv, row_number() OVER (PARTITION BY d.kind ORDER BY d.created_at DESC) AS nth "
+            f"FROM search_docs d WHERE d.tsv @@ ({tsquery} && CAST(:scope AS tsquery)) AND {' AND '.join(where)}"
         )
         inner = (
-            f"SELECT d.doc_id::bigint * 4 + d.kind AS key, "
-            f"ts_rank_cd(d.tsv, q.terms, 1)::float8 * {recency} AS score "
-            f"FROM search_docs d, (SELECT {_pg_tsquery(terms, params)} AS terms) q "
-            f"WHERE d.tsv @@ (q.terms && CAST(:scope AS tsquery)) AND {' AND '.join(where)}"
+            f"SELECT c.key, ts_rank_cd(c.tsv, {tsquery}, 1)::float8 * {recency} AS score "
+            f"FROM ({matches}) c WHERE c.nth <= :candidates"
         )
         return Search._page(inner, after, params)
 
@@ -361,8 +385,8 @@ class Search:
         session: Any, user: User, terms: list[Term], ranked: list[tuple[int, float]]
     ) -> list[Hit]:
         """Load what the page shows; the owner is checked again, as every read here does."""
-        message_ids = [key // 4 for key, _ in ranked if key % 4 == MESSAGE]
-        thread_ids = [key // 4 for key, _ in ranked if key % 4 == THREAD]
+        message_ids = [key & DOC_MASK for key, _ in ranked if _class_of(key) != THREAD]
+        thread_ids = [key & DOC_MASK for key, _ in ranked if _class_of(key) == THREAD]
         messages: dict[int, Any] = {}
         threads: dict[int, Any] = {}
         if message_ids:
@@ -386,8 +410,8 @@ class Search:
             threads = {r.id: r for r in rows}
         hits = []
         for key, score in ranked:
-            doc_id, kind = divmod(key, 4)
-            if kind == MESSAGE and doc_id in messages:
+            doc_id, cls = key & DOC_MASK, _class_of(key)
+            if cls != THREAD and doc_id in messages:
                 m = messages[doc_id]
                 hits.append(
                     Hit(
@@ -401,7 +425,7 @@ class Search:
                         _as_utc(m.created_at),
                     )
                 )
-            elif kind == THREAD and doc_id in threads:
+            elif cls == THREAD and doc_id in threads:
                 t = threads[doc_id]
                 hits.append(
                     Hit(
@@ -416,6 +440,10 @@ class Search:
                     )
                 )
         return hits
+
+
+def _class_of(key: int) -> int:
+    return (key >> CLASS_SHIFT) & 7
 
 
 def _as_utc(value: Any) -> datetime:

@@ -2,7 +2,7 @@
 
 One index holds every searchable document of every kind. A document is a finished message (an answer
 is indexed once, when it stops streaming, so the once-a-second checkpoints of a live answer never touch
-the index) or a thread title; attachment text joins later as a third kind with its own triggers.
+the index) or a thread title; attachment text joins later as a class of its own with its own triggers.
 
 Revision ID: 0002
 Revises: 0001
@@ -21,67 +21,84 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# SQLite rowids say the kind: document id * 4 + kind. PostgreSQL keeps the kind in its own column.
-MESSAGE, THREAD = 0, 1
+# Every document has a class: a message by its role, a thread title (attachments will be 4). On SQLite
+# the rowid is owner << 37 | class << 34 | document id, so one user's documents of one class are a
+# contiguous rowid range that FTS5 seeks to directly: a query never reads other users' posting lists,
+# and "the newest matches" are a backwards walk of that range. PostgreSQL keeps owner and class in
+# columns, and the owner also as a lexeme the GIN index intersects with the words.
+USER_SHIFT, CLASS_SHIFT = 2**37, 2**34
+THREAD = 3
+_ROLE_CLASS = "(CASE {r}.role WHEN 'user' THEN 0 WHEN 'assistant' THEN 1 ELSE 2 END)"
+_MESSAGE_ROWID = f"{{r}}.user_id * {USER_SHIFT} + {_ROLE_CLASS} * {CLASS_SHIFT} + {{r}}.id"
+_THREAD_ROWID = f"{{r}}.user_id * {USER_SHIFT} + {THREAD * CLASS_SHIFT} + {{r}}.id"
+
+
+def _message_rowid(r: str) -> str:
+    return _MESSAGE_ROWID.replace("{r}", r)
+
+
+def _thread_rowid(r: str) -> str:
+    return _THREAD_ROWID.replace("{r}", r)
+
 
 _SQLITE_EPOCH = "((julianday({}) - 2440587.5) * 86400.0)"
 
 _SQLITE = [
-    # `tags` holds owner, thread and role as tokens, so the engine itself intersects them with the words.
+    # `tags` holds the thread as a token ('t12'): a thread filter is a short posting list to intersect.
     """CREATE VIRTUAL TABLE search_index USING fts5(
         body, tags, created_at UNINDEXED, tokenize = 'unicode61 remove_diacritics 2')""",
     f"""CREATE TRIGGER search_message_insert AFTER INSERT ON messages
         WHEN new.status != 'streaming' AND new.content != ''
         BEGIN
           INSERT INTO search_index(rowid, body, tags, created_at)
-          VALUES (new.id * 4, convo_search_text(new.content),
-                  'u' || new.user_id || ' t' || new.thread_id || ' r' || new.role,
+          VALUES ({_message_rowid("new")}, convo_search_text(new.content),
+                  't' || new.thread_id,
                   {_SQLITE_EPOCH.format("new.created_at")});
         END""",
     f"""CREATE TRIGGER search_message_update AFTER UPDATE OF content, status ON messages
         WHEN old.status != 'streaming' OR new.status != 'streaming'
         BEGIN
-          DELETE FROM search_index WHERE rowid = old.id * 4;
+          DELETE FROM search_index WHERE rowid = {_message_rowid("old")};
           INSERT INTO search_index(rowid, body, tags, created_at)
-          SELECT new.id * 4, convo_search_text(new.content),
-                 'u' || new.user_id || ' t' || new.thread_id || ' r' || new.role,
+          SELECT {_message_rowid("new")}, convo_search_text(new.content),
+                 't' || new.thread_id,
                  {_SQLITE_EPOCH.format("new.created_at")}
           WHERE new.status != 'streaming' AND new.content != '';
         END""",
-    """CREATE TRIGGER search_message_delete AFTER DELETE ON messages
+    f"""CREATE TRIGGER search_message_delete AFTER DELETE ON messages
         WHEN old.status != 'streaming'
         BEGIN
-          DELETE FROM search_index WHERE rowid = old.id * 4;
+          DELETE FROM search_index WHERE rowid = {_message_rowid("old")};
         END""",
     f"""CREATE TRIGGER search_thread_insert AFTER INSERT ON threads
         WHEN new.title != ''
         BEGIN
           INSERT INTO search_index(rowid, body, tags, created_at)
-          VALUES (new.id * 4 + 1, convo_search_text(new.title), 'u' || new.user_id || ' t' || new.id,
+          VALUES ({_thread_rowid("new")}, convo_search_text(new.title), 't' || new.id,
                   {_SQLITE_EPOCH.format("new.updated_at")});
         END""",
     f"""CREATE TRIGGER search_thread_update AFTER UPDATE OF title ON threads
         WHEN old.title IS NOT new.title
         BEGIN
-          DELETE FROM search_index WHERE rowid = old.id * 4 + 1;
+          DELETE FROM search_index WHERE rowid = {_thread_rowid("old")};
           INSERT INTO search_index(rowid, body, tags, created_at)
-          SELECT new.id * 4 + 1, convo_search_text(new.title), 'u' || new.user_id || ' t' || new.id,
+          SELECT {_thread_rowid("new")}, convo_search_text(new.title), 't' || new.id,
                  {_SQLITE_EPOCH.format("new.updated_at")}
           WHERE new.title != '';
         END""",
-    """CREATE TRIGGER search_thread_delete AFTER DELETE ON threads
+    f"""CREATE TRIGGER search_thread_delete AFTER DELETE ON threads
         BEGIN
-          DELETE FROM search_index WHERE rowid = old.id * 4 + 1;
+          DELETE FROM search_index WHERE rowid = {_thread_rowid("old")};
         END""",
 ]
 
 _SQLITE_BACKFILL = [
     f"""INSERT INTO search_index(rowid, body, tags, created_at)
-        SELECT id * 4, convo_search_text(content), 'u' || user_id || ' t' || thread_id || ' r' || role,
+        SELECT {_message_rowid("messages")}, convo_search_text(content), 't' || thread_id,
                {_SQLITE_EPOCH.format("created_at")}
         FROM messages WHERE status != 'streaming' AND content != ''""",
     f"""INSERT INTO search_index(rowid, body, tags, created_at)
-        SELECT id * 4 + 1, convo_search_text(title), 'u' || user_id || ' t' || id,
+        SELECT {_thread_rowid("threads")}, convo_search_text(title), 't' || id,
                {_SQLITE_EPOCH.format("updated_at")}
         FROM threads WHERE title != ''""",
 ]
@@ -132,7 +149,7 @@ $fn$"""
 
 _PG_MESSAGE_TSV = (
     "to_tsvector('simple', convo_search_text({r}.content))"
-    " || array_to_tsvector(ARRAY['@u' || {r}.user_id, '@t' || {r}.thread_id, '@r' || {r}.role])"
+    " || array_to_tsvector(ARRAY['@u' || {r}.user_id, '@t' || {r}.thread_id])"
 )
 _PG_THREAD_TSV = (
     "to_tsvector('simple', convo_search_text({r}.title))"
@@ -150,16 +167,16 @@ _PG = [
         role varchar(16),
         created_at timestamptz NOT NULL,
         tsv tsvector NOT NULL,
-        PRIMARY KEY (kind, doc_id))""",
+        PRIMARY KEY (doc_id, kind))""",
     _pg_text_function(),
     f"""CREATE FUNCTION convo_search_message_sync() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
   IF TG_OP <> 'INSERT' THEN
-    DELETE FROM search_docs WHERE kind = {MESSAGE} AND doc_id = OLD.id;
+    DELETE FROM search_docs WHERE kind < {THREAD} AND doc_id = OLD.id;
   END IF;
   IF TG_OP <> 'DELETE' AND NEW.status <> 'streaming' AND NEW.content <> '' THEN
     INSERT INTO search_docs (kind, doc_id, user_id, thread_id, role, created_at, tsv)
-    VALUES ({MESSAGE}, NEW.id, NEW.user_id, NEW.thread_id, NEW.role, NEW.created_at,
+    VALUES ({_ROLE_CLASS.format(r="NEW")}, NEW.id, NEW.user_id, NEW.thread_id, NEW.role, NEW.created_at,
             {_PG_MESSAGE_TSV.format(r="NEW")});
   END IF;
   RETURN NULL;
@@ -195,7 +212,7 @@ $fn$""",
 
 _PG_BACKFILL = [
     f"""INSERT INTO search_docs (kind, doc_id, user_id, thread_id, role, created_at, tsv)
-        SELECT {MESSAGE}, m.id, m.user_id, m.thread_id, m.role, m.created_at, {_PG_MESSAGE_TSV.format(r="m")}
+        SELECT {_ROLE_CLASS.format(r="m")}, m.id, m.user_id, m.thread_id, m.role, m.created_at, {_PG_MESSAGE_TSV.format(r="m")}
         FROM messages m WHERE m.status <> 'streaming' AND m.content <> ''""",
     f"""INSERT INTO search_docs (kind, doc_id, user_id, thread_id, role, created_at, tsv)
         SELECT {THREAD}, t.id, t.user_id, t.id, NULL, t.updated_at, {_PG_THREAD_TSV.format(r="t")}
