@@ -190,9 +190,8 @@ export const useChat = create<ChatState>()((set, get) => {
     set((s) => {
       let messages = s.messages;
       if (question) messages = placeInBranch(messages, question);
-      const known = messages.find((m) => m.id === answer.id);
       // A replay from the first event starts the text over, so nothing is doubled.
-      messages = placeInBranch(messages, { ...answer, content: "", ...(known ? { status: answer.status } : {}) });
+      messages = placeInBranch(messages, { ...answer, content: "" });
       return { messages };
     });
     void get().loadThreads();
@@ -294,10 +293,14 @@ export const useChat = create<ChatState>()((set, get) => {
           client.GET("/api/threads/{thread_id}", { params: { path: { thread_id: id } } }),
         );
         if (get().activeId !== id) return;
-        const { messages, ...thread } = full;
+        const { messages: saved, ...thread } = full;
+        // An answer this page already follows keeps the text shown so far (the saved copy lags behind
+        // it); any other answer still being written (another tab, or before a reload) is followed from
+        // its first event.
+        const shown = get().messages;
+        const messages = saved.map((m) => (controllers.has(m.id) && shown.find((s) => s.id === m.id)) || m);
         set({ thread, messages, loadingThread: false });
         for (const m of messages) {
-          // An answer still being written (another tab, or before a reload): follow it from the start.
           if (m.role === "assistant" && m.status === "streaming" && !controllers.has(m.id)) void track(id, null, m.id, 0);
         }
       } catch (err) {
