@@ -378,3 +378,29 @@ def test_phone_width_and_dark_theme(phone):
     assert width <= 390, "nothing overflows the phone's width"
     page.reload()
     assert page.evaluate("document.documentElement.dataset.theme") == "dark", "the theme is remembered"
+
+
+def test_keyboard_only(browser):
+    page = browser.page
+    sign_up(page)
+    expect(composer(page)).to_be_focused()
+    page.keyboard.type("typed without a mouse")
+    page.keyboard.press("Enter")
+    expect(answers(page).last).to_contain_text("You said: typed without a mouse")
+    nav = page.get_by_role("navigation", name="Chats")
+    link = nav.get_by_role("link", name="typed without a mouse")
+    link.focus()
+    page.keyboard.press("F2")
+    title = nav.get_by_role("textbox", name="New title for typed without a mouse")
+    expect(title).to_be_focused()
+    page.keyboard.type("Keyboard chat")
+    page.keyboard.press("Enter")
+    expect(nav.get_by_role("link")).to_have_text(["Keyboard chat"])
+    expect(nav.get_by_role("link", name="Keyboard chat")).to_be_focused()
+    page.keyboard.press("Control+Shift+O")
+    expect(page.get_by_role("heading", level=1)).to_have_text("New chat")
+    expect(composer(page)).to_be_focused()
+    nav.get_by_role("link", name="Keyboard chat").focus()
+    page.keyboard.press("Delete")
+    page.keyboard.press("Enter")  # the confirmation's Delete button has the focus
+    expect(nav.get_by_role("link")).to_have_count(0)

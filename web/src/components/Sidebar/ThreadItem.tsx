@@ -16,23 +16,33 @@ export function ThreadItem({ thread, active, onOpen }: Props) {
   const [mode, setMode] = useState<"view" | "rename" | "delete">("view");
   const [title, setTitle] = useState(thread.title);
   const input = useRef<HTMLInputElement>(null);
+  const link = useRef<HTMLAnchorElement>(null);
+  const refocus = useRef(false);
   const title_ = thread.title || "New chat";
 
   useEffect(() => {
     if (mode === "rename") input.current?.select();
+    // Back from renaming or a kept chat: the keyboard stays where it was.
+    if (mode === "view" && refocus.current) link.current?.focus();
+    refocus.current = false;
   }, [mode]);
+
+  function back() {
+    refocus.current = true;
+    setMode("view");
+  }
 
   function onRenameKey(e: KeyboardEvent<HTMLInputElement>) {
     if (e.key === "Enter") {
       e.preventDefault();
       const next = title.trim();
       if (next && next !== thread.title) void renameThread(thread.id, next);
-      setMode("view");
+      back();
     } else if (e.key === "Escape") {
       e.preventDefault();
       e.stopPropagation();
       setTitle(thread.title);
-      setMode("view");
+      back();
     }
   }
 
@@ -62,7 +72,7 @@ export function ThreadItem({ thread, active, onOpen }: Props) {
         <button type="button" className="danger small" autoFocus onClick={() => void deleteThread(thread.id)}>
           Delete
         </button>
-        <button type="button" className="small" onClick={() => setMode("view")}>
+        <button type="button" className="small" onClick={back}>
           Keep
         </button>
       </li>
@@ -72,6 +82,7 @@ export function ThreadItem({ thread, active, onOpen }: Props) {
   return (
     <li className={`thread-item${active ? " active" : ""}`}>
       <a
+        ref={link}
         href={pathOf(thread.id)}
         className="thread-link"
         aria-current={active ? "page" : undefined}
