@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,71 @@ def test_postgresql_folds_exactly_as_python(pg_url: str) -> None:
 def test_query_terms_are_never_empty_strings(q: str) -> None:
     for term in parse_query(q):
         assert term.query_text()[0].strip()
+
+
+def test_a_very_common_query_ranks_the_newest_matches_of_each_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more matches than CANDIDATES, the newest are ranked, per class, and the cursor ends there."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from convo.db import migrate
+    from convo.db.models import User
+    from convo.db.session import Database
+    from convo.domain import search as search_module
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cap.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setattr(search_module, "CANDIDATES", 5)
+
+    async def scenario() -> None:
+        db = Database(url)
+        try:
+            async with db.write() as session:
+                await session.execute(
+                    text(
+                        "INSERT INTO users (id, email, name, password_hash, role, disabled, created_at) "
+                        "VALUES (1, 'a@x', '', 'x', 'user', 0, '2026-01-01 00:00:00')"
+                    )
+                )
+                await session.execute(
+                    text(
+                        "INSERT INTO threads (id, user_id, title, created_at, updated_at) "
+                        "VALUES (1, 1, 'common ground', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                    )
+                )
+                for i in range(1, 21):
+                    await session.execute(
+                        text(
+                            "INSERT INTO messages (id, thread_id, user_id, role, content, status, meta, "
+                            "event_seq, created_at, updated_at) VALUES (:id, 1, 1, :role, :content, 'complete', "
+                            "'{}', 0, :at, :at)"
+                        ),
+                        {
+                            "id": i,
+                            "role": "user" if i % 2 else "assistant",
+                            "content": f"common word number {i}",
+                            "at": f"2026-01-{i:02d} 00:00:00",
+                        },
+                    )
+            search = search_module.Search(db)
+            user = User(id=1)
+            seen, cursor = [], None
+            while True:
+                hits, cursor = await search.search(user, "common", limit=4, cursor=cursor)
+                seen += hits
+                if cursor is None:
+                    break
+            messages = sorted(h.message_id for h in seen if h.kind == "message")
+            assert messages == [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]  # the newest 5 of each role
+            assert [h.kind for h in seen].count("thread") == 1
+            users_only, _ = await search.search(
+                user, "common", limit=20, filters=search_module.Filters(role="user")
+            )
+            assert sorted(h.message_id for h in users_only) == [11, 13, 15, 17, 19]
+        finally:
+            await db.close()
+
+    asyncio.run(scenario())
