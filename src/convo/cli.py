@@ -1,4 +1,4 @@
-"""`convo serve | migrate | user create`."""
+"""`convo serve | migrate | user create | rag-eval`."""
 
 from __future__ import annotations
 
@@ -76,6 +76,25 @@ def user_create(args: argparse.Namespace) -> None:
         sys.exit(exc.message)
 
 
+def rag_eval(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from convo.domain.retrieval import Weights
+    from convo.domain.retrieval.evaluate import run_eval
+    from convo.services import build_embedder
+
+    settings = get_settings()
+    folder = Path(args.dataset)
+    if not (folder / "corpus.jsonl").is_file() or not (folder / "queries.jsonl").is_file():
+        sys.exit(f"{folder} is not a BEIR dataset: it needs corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
+    weights = Weights(settings.rag_bm25_weight, settings.rag_vec_weight, 0.0)
+    result = run_eval(folder, mode=args.mode, split=args.split, k=args.k, embedder=build_embedder(settings),
+                      weights=weights, db_url=args.database_url,
+                      cache_dir=None if args.no_cache else settings.data_dir / "cache" / "rag-eval")
+    print(json.dumps(result))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="convo", description="Self-hosted LLM chat workspace")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +115,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="")
     p.add_argument("--admin", action="store_true")
     p.set_defaults(func=user_create)
+
+    p = commands.add_parser("rag-eval", help="evaluate retrieval on a BEIR-format dataset")
+    p.add_argument("dataset", metavar="DATASET_DIR")
+    p.add_argument("--mode", choices=["hybrid", "bm25", "vector", "rrf"], default="hybrid")
+    p.add_argument("--split", default="test")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--database-url", default=None,
+                   help="index into this (empty) database instead of a temporary SQLite file")
+    p.add_argument("--no-cache", action="store_true", help="embed the corpus even if its vectors are cached")
+    p.set_defaults(func=rag_eval)
 
     args = parser.parse_args(argv)
     args.func(args)

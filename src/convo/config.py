@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     rag_vec_weight: float = Field(0.5, alias="RAG_VEC_WEIGHT", ge=0)
     rag_time_decay: float = Field(0.0, alias="RAG_TIME_DECAY", ge=0)
     max_upload_mb: float = Field(25, alias="CONVO_MAX_UPLOAD_MB", gt=0)
+    # Embeddings: the bundled all-MiniLM-L6-v2 unless an OpenAI-compatible endpoint is named (its model
+    # must give 384 dimensions, or accept `dimensions: 384` as text-embedding-3 does).
+    embeddings_base_url: str | None = Field(None, alias="CONVO_EMBEDDINGS_BASE_URL")
+    embeddings_model: str = Field("text-embedding-3-small", alias="CONVO_EMBEDDINGS_MODEL")
+    embeddings_api_key: str | None = Field(None, alias="CONVO_EMBEDDINGS_API_KEY")
     signup: Literal["open", "closed"] = Field("open", alias="CONVO_SIGNUP")
 
     # Streaming: heartbeat period, how long finished event logs stay replayable in memory, and how

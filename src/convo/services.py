@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from convo.config import Settings
 from convo.db.session import Database
 from convo.domain.chat import Chat
+from convo.domain.files import Files
+from convo.domain.retrieval import Retrieval, Weights
+from convo.domain.retrieval.embeddings import Embedder, MiniLM, OpenAIEmbeddings
 from convo.domain.search import Search
 from convo.domain.threads import Threads
 from convo.domain.users import Users
@@ -15,6 +18,7 @@ from convo.domain.versions import Versions
 from convo.llm import tokens
 from convo.llm.registry import Registry, build_registry
 from convo.runtime.cancel import LocalCancelBus
+from convo.runtime.jobs import InProcessJobs, JobRunner
 from convo.runtime.streams import MemoryStreamLog
 
 
@@ -28,6 +32,9 @@ class Services:
     chat: Chat
     versions: Versions
     search: Search
+    jobs: JobRunner
+    retrieval: Retrieval
+    files: Files
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -36,6 +43,9 @@ class Services:
         registry = build_registry(settings)
         streams = MemoryStreamLog(settings.stream_retention_seconds)
         chat = Chat(db, registry, streams, LocalCancelBus(), settings)
+        jobs = InProcessJobs()
+        retrieval = Retrieval(db, build_embedder(settings), Weights(
+            settings.rag_bm25_weight, settings.rag_vec_weight, settings.rag_time_decay))
         return cls(
             settings=settings,
             db=db,
@@ -45,13 +55,26 @@ class Services:
             chat=chat,
             versions=Versions(db, chat),
             search=Search(db),
+            jobs=jobs,
+            retrieval=retrieval,
+            files=Files(db, retrieval, jobs, settings.data_dir, settings.max_upload_bytes),
         )
 
     async def start(self) -> None:
         await self.chat.start(sole_process=True)
         await asyncio.to_thread(tokens.warm)
+        await self.jobs.start()
+        await self.files.resume()
+        await self.files.sweep()
 
     async def stop(self) -> None:
+        await self.jobs.stop()
         await self.chat.stop()
         await self.registry.aclose()
         await self.db.close()
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    if settings.embeddings_base_url:
+        return OpenAIEmbeddings(settings.embeddings_base_url, settings.embeddings_model, settings.embeddings_api_key)
+    return MiniLM()

@@ -1,0 +1,248 @@
+"""Uploads on a real server, on SQLite and PostgreSQL: types by content, limits, status, ownership,
+deletion of chunks, vectors and originals."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Server
+from tests.support import Api
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def make_pdf(paragraphs: list[str]) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    for paragraph in paragraphs:
+        pdf.multi_cell(0, 6, paragraph)
+        pdf.ln(4)
+    return bytes(pdf.output())
+
+
+def make_docx(heading: str, paragraphs: list[str]) -> bytes:
+    import docx
+
+    document = docx.Document()
+    document.add_heading(heading, level=1)
+    for paragraph in paragraphs:
+        document.add_paragraph(paragraph)
+    table = document.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text = "cell alpha"
+    table.rows[0].cells[1].text = "cell omega"
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def upload(api: Api, thread_id: int, name: str, data: bytes, mime: str = "application/octet-stream") -> Any:
+    return api.post(f"/api/threads/{thread_id}/attachments", files={"file": (name, data, mime)})
+
+
+def wait_ready(api: Api, attachment_id: int, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = api.get(f"/api/attachments/{attachment_id}").json()
+        if body["status"] in ("ready", "failed") or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
+def attach(api: Api, thread_id: int, name: str, data: bytes) -> dict[str, Any]:
+    response = upload(api, thread_id, name, data)
+    assert response.status_code == 201, response.text
+    body = wait_ready(api, response.json()["id"])
+    assert body["status"] == "ready", body
+    return body
+
+
+def db_rows(server: Server, sql: str, *params: Any) -> list[tuple]:
+    """Read the server's database directly, to check what an API cannot show (vectors, terms)."""
+    url = server.env.get("DATABASE_URL")
+    if url is None:
+        with sqlite3.connect(Path(server.env["CONVO_DATA_DIR"]) / "convo.db") as conn:
+            return conn.execute(sql.replace("%s", "?"), params).fetchall()
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+asyncpg://", "postgresql://")) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+EXAMPLES = {
+    "notes.txt": ("text/plain", b"The lighthouse keeper logs every passing ship.\n\nSecond paragraph here."),
+    "guide.md": ("text/markdown", b"# Setup\n\nInstall the lighthouse lamp first.\n\n## Use\n\nTurn it on at dusk."),
+    "page.html": ("text/html", b"<!doctype html><html><head><title>t</title><script>var zebrawhisper=1"
+                  b"</script></head><body><h1>Harbour</h1><p>The lighthouse stands on the pier.</p></body></html>"),
+    "ships.csv": ("text/csv", b"name,port\nAurora,Lisbon\nBorealis,Porto\n"),
+    "config.json": ("application/json", json.dumps({"lighthouse": {"height_m": 42, "lamp": "LED"}}).encode()),
+    "beam.py": ("text/x-python", b"def beam(angle):\n    \"\"\"Rotate the lighthouse beam.\"\"\"\n    return angle % 360\n"),
+}
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_text_types_are_detected_extracted_and_indexed(api: Api, name: str) -> None:
+    content_type, data = EXAMPLES[name]
+    thread = api.thread()
+    response = upload(api, thread["id"], name, data)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["status"] in ("queued", "processing", "ready")
+    assert created["filename"] == name and created["size"] == len(data) and created["content_type"] == content_type
+    ready = wait_ready(api, created["id"])
+    assert ready["status"] == "ready" and ready["chunk_count"] >= 1 and ready["error"] is None
+    original = api.get(f"/api/attachments/{created['id']}/content")
+    assert original.status_code == 200 and original.content == data
+    assert original.headers["content-disposition"].startswith("attachment")
+
+
+def test_pdf_and_docx_text_is_searchable(api: Api) -> None:
+    thread = api.thread()
+    pdf = attach(api, thread["id"], "report.pdf", make_pdf(["Quarterly figures for the glassworks.",
+                                                            "Kiln temperature reached 1400 degrees."]))
+    assert pdf["content_type"] == "application/pdf"
+    doc = attach(api, thread["id"], "memo.docx", make_docx("Orchard plan", ["Plant the quince trees in March."]))
+    assert doc["content_type"].endswith("wordprocessingml.document")
+    hits = api.post("/api/rag/search", json={"q": "kiln temperature", "thread_id": thread["id"], "mode": "bm25"}).json()
+    assert hits["items"][0]["attachment_id"] == pdf["id"] and "1400" in hits["items"][0]["text"]
+    hits = api.post("/api/rag/search", json={"q": "quince trees", "thread_id": thread["id"]}).json()
+    top = hits["items"][0]
+    assert top["attachment_id"] == doc["id"]
+    assert "# Orchard plan" in top["text"]  # the Word heading became a heading
+    table = api.post("/api/rag/search", json={"q": "omega", "thread_id": thread["id"], "mode": "bm25"}).json()
+    assert table["items"][0]["attachment_id"] == doc["id"]
+
+
+def test_script_text_of_html_is_not_indexed(api: Api) -> None:
+    thread = api.thread()
+    attach(api, thread["id"], "page.html", EXAMPLES["page.html"][1])
+    hits = api.post("/api/rag/search", json={"q": "zebrawhisper", "thread_id": thread["id"], "mode": "bm25"})
+    assert hits.json()["items"] == []
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("picture.png", PNG),
+    ("disguised.txt", PNG),  # the name says text, the bytes say image
+    ("archive.zip", b"PK\x03\x04" + b"\x00" * 40),
+    ("program.bin", b"\x7fELF\x02\x01\x01" + b"\x00" * 40),
+    ("latin1.txt", "caf\xe9 cr\xe8me".encode("latin-1") + b"\x00\x01"),
+])
+def test_unsupported_content_is_415_whatever_the_name(api: Api, name: str, data: bytes) -> None:
+    thread = api.thread()
+    response = upload(api, thread["id"], name, data)
+    assert response.status_code == 415, response.text
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert api.get(f"/api/threads/{thread['id']}/attachments").json()["items"] == []
+
+
+def test_a_pdf_named_txt_is_read_as_pdf(api: Api) -> None:
+    thread = api.thread()
+    body = attach(api, thread["id"], "actually.txt", make_pdf(["Barometric pressure dropped sharply."]))
+    assert body["content_type"] == "application/pdf"
+
+
+def test_bad_uploads_are_clear_4xx(api: Api) -> None:
+    thread = api.thread()
+    assert upload(api, thread["id"], "empty.txt", b"").status_code == 422
+    invalid = upload(api, thread["id"], "broken.json", b"{not json")
+    assert invalid.status_code == 422 and invalid.json()["error"]["code"] == "invalid_json"
+    no_file = api.post(f"/api/threads/{thread['id']}/attachments", files={"other": ("a.txt", b"x")})
+    assert no_file.status_code == 422 and no_file.json()["error"]["code"] == "missing_file"
+    not_multipart = api.post(f"/api/threads/{thread['id']}/attachments", json={"file": "x"})
+    assert not_multipart.status_code == 415
+
+
+def test_a_file_over_the_limit_is_413(api: Api) -> None:
+    thread = api.thread()
+    big = b"a" * (25 * 1024 * 1024 + 1)
+    response = upload(api, thread["id"], "big.txt", big)
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "file_too_large"
+    assert api.get(f"/api/threads/{thread['id']}/attachments").json()["items"] == []
+
+
+def test_a_pdf_without_text_fails_with_a_readable_error(api: Api) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.rect(10, 10, 50, 50)  # a drawing, no text
+    thread = api.thread()
+    response = upload(api, thread["id"], "scan.pdf", bytes(pdf.output()))
+    assert response.status_code == 201
+    body = wait_ready(api, response.json()["id"])
+    assert body["status"] == "failed" and "no text layer" in body["error"]
+    assert body["chunk_count"] == 0
+
+
+def test_other_users_files_are_404_like_missing_ones(server: Server, api: Api) -> None:
+    thread = api.thread()
+    mine = attach(api, thread["id"], "notes.txt", b"Private harbour schedule for the ferry.")
+    other = server.api()
+    try:
+        for path in (f"/api/attachments/{mine['id']}", f"/api/attachments/{mine['id']}/content",
+                     f"/api/threads/{thread['id']}/attachments", "/api/attachments/999999999"):
+            response = other.get(path)
+            assert response.status_code == 404, path
+            assert response.json()["error"]["code"] == "not_found"
+        assert upload(other, thread["id"], "x.txt", b"intruder").status_code == 404
+        assert other.delete(f"/api/attachments/{mine['id']}").status_code == 404
+        search = other.post("/api/rag/search", json={"q": "harbour schedule", "thread_id": thread["id"]})
+        assert search.status_code == 404
+        named = other.post("/api/rag/search", json={"q": "harbour schedule", "attachment_ids": [mine["id"]]})
+        assert named.status_code == 404
+        assert other.post("/api/rag/search", json={"q": "harbour schedule ferry"}).json()["items"] == []
+        # Still there for its owner.
+        assert api.get(f"/api/attachments/{mine['id']}").json()["status"] == "ready"
+    finally:
+        other.close()
+
+
+def test_listing_a_threads_attachments(api: Api) -> None:
+    thread = api.thread()
+    a = attach(api, thread["id"], "a.txt", b"alpha text")
+    b = attach(api, thread["id"], "b.md", b"# Beta\n\nbeta text")
+    items = api.get(f"/api/threads/{thread['id']}/attachments").json()["items"]
+    assert [i["id"] for i in items] == [a["id"], b["id"]]
+
+
+def test_deleting_an_attachment_removes_chunks_vectors_and_file(server: Server, api: Api) -> None:
+    thread = api.thread()
+    body = attach(api, thread["id"], "tides.txt", b"Spring tides at the estuary peak twice a month.")
+    chunk_ids = [r[0] for r in db_rows(server, "SELECT id FROM chunks WHERE attachment_id = %s", body["id"])]
+    assert len(chunk_ids) == body["chunk_count"] >= 1
+    stored = Path(server.env["CONVO_DATA_DIR"]) / "uploads" / str(api.user["id"]) / str(body["id"])
+    assert stored.is_file()
+    assert api.delete(f"/api/attachments/{body['id']}").status_code == 204
+    assert api.get(f"/api/attachments/{body['id']}").status_code == 404
+    assert not stored.exists()
+    assert db_rows(server, "SELECT count(*) FROM chunks WHERE attachment_id = %s", body["id"]) == [(0,)]
+    assert db_rows(server, "SELECT count(*) FROM chunk_vectors WHERE attachment_id = %s", body["id"]) == [(0,)]
+    if server.env.get("DATABASE_URL"):
+        assert db_rows(server, "SELECT count(*) FROM chunk_terms WHERE chunk_id = ANY(%s)", chunk_ids) == [(0,)]
+    else:
+        marks = ",".join("?" * len(chunk_ids))
+        assert db_rows(server, f"SELECT count(*) FROM chunks_fts WHERE rowid IN ({marks})", *chunk_ids) == [(0,)]
+    hits = api.post("/api/rag/search", json={"q": "spring tides estuary"}).json()["items"]
+    assert all(h["attachment_id"] != body["id"] for h in hits)
+
+
+def test_deleting_the_thread_removes_its_files(server: Server, api: Api) -> None:
+    thread = api.thread()
+    body = attach(api, thread["id"], "moor.txt", b"Mooring lines must be doubled in a gale.")
+    stored = Path(server.env["CONVO_DATA_DIR"]) / "uploads" / str(api.user["id"]) / str(body["id"])
+    assert stored.is_file()
+    assert api.delete(f"/api/threads/{thread['id']}").status_code == 204
+    assert api.get(f"/api/attachments/{body['id']}").status_code == 404
+    assert not stored.exists()
+    assert db_rows(server, "SELECT count(*) FROM chunk_vectors WHERE attachment_id = %s", body["id"]) == [(0,)]
+    assert db_rows(server, "SELECT count(*) FROM chunks WHERE attachment_id = %s", body["id"]) == [(0,)]
