@@ -10,6 +10,7 @@ from convo.db.session import Database
 from convo.domain.chat import Chat
 from convo.domain.files import Files
 from convo.domain.retrieval import Retrieval, Weights
+from convo.domain.retrieval.grounding import Grounder
 from convo.domain.retrieval.embeddings import Embedder, MiniLM, OpenAIEmbeddings
 from convo.domain.search import Search
 from convo.domain.threads import Threads
@@ -46,6 +47,8 @@ class Services:
         jobs = InProcessJobs()
         retrieval = Retrieval(db, build_embedder(settings), Weights(
             settings.rag_bm25_weight, settings.rag_vec_weight, settings.rag_time_decay))
+        files = Files(db, retrieval, jobs, settings.data_dir, settings.max_upload_bytes)
+        chat.grounder = Grounder(files)
         return cls(
             settings=settings,
             db=db,
@@ -57,7 +60,7 @@ class Services:
             search=Search(db),
             jobs=jobs,
             retrieval=retrieval,
-            files=Files(db, retrieval, jobs, settings.data_dir, settings.max_upload_bytes),
+            files=files,
         )
 
     async def start(self) -> None:

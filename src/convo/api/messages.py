@@ -26,6 +26,8 @@ class MessageCreate(BaseModel):
     model: str | None = Field(None, max_length=200)
     temperature: Temperature | None = None
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    # Ground the answer on these files (the caller's, any thread); unset: the thread's ready files.
+    attachment_ids: list[Id] | None = Field(None, max_length=100)
 
 
 async def _counted(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -23,6 +23,7 @@ from convo import observability as obs
 from convo.config import Settings
 from convo.db.models import Message, Thread, User, utcnow
 from convo.db.session import Database
+from convo.domain.retrieval.grounding import Grounder, Grounding
 from convo.domain.threads import MessageView, message_view, owned_message, owned_thread
 from convo.domain.tree import Node, Tree, load_tree
 from convo.errors import Conflict, ConvoError, InvalidInput, NotFound
@@ -56,6 +57,7 @@ class Run:
     dirty: bool = True
     stop_reason: str | None = None  # "cancelled" by a user, "interrupted" by shutdown
     task: asyncio.Task[None] | None = None
+    citations: list[dict[str, Any]] = field(default_factory=list)  # the sources put in the prompt
 
     @property
     def content(self) -> str:
@@ -80,6 +82,8 @@ class Chat:
         self._runs: dict[int, Run] = {}
         self._background: list[asyncio.Task[None]] = []
         cancels.on_cancel(self._cancel_local)
+        # Retrieval over the thread's files (set by Services); None answers from the conversation alone.
+        self.grounder: Grounder | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -175,11 +179,12 @@ class Chat:
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        attachment_ids: list[int] | None = None,
     ) -> Started:
         """Add a user message under `parent_id` (default: the current leaf) and start its answer."""
         return await self._answer(
             user, thread_id, parent_id=parent_id, under_leaf=parent_id is None, content=content, model=model,
-            temperature=temperature, max_tokens=max_tokens,
+            temperature=temperature, max_tokens=max_tokens, attachment_ids=attachment_ids,
         )
 
     async def regenerate(
@@ -221,6 +226,7 @@ class Chat:
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        attachment_ids: list[int] | None = None,
     ) -> Started:
         """Start an answer: to a new user message `content` under `parent_id` (None: a new root; or the
         thread's current leaf with `under_leaf`), or to the existing user message `question_id`.
@@ -243,6 +249,10 @@ class Chat:
         if temperature is None:
             temperature = thread.temperature
         prompt = [ChatMessage("system", thread.system_prompt)] if thread.system_prompt else []
+        grounding = await self._ground(user, thread.id, resolved, prompt, history, max_tokens, attachment_ids)
+        if grounding is not None:
+            prompt.append(ChatMessage("system", grounding.prompt))
+        citations = grounding.citations if grounding is not None else []
         fitted, prompt_tokens = await self._fit(resolved.provider, resolved.model, prompt + history, max_tokens)
 
         now = utcnow()
@@ -261,7 +271,8 @@ class Chat:
             answer = Message(
                 thread_id=thread.id, user_id=user.id, parent_id=question.id, role="assistant", content="",
                 status="streaming", model=resolved.model.id, temperature=temperature, heartbeat_at=now,
-                event_seq=1, meta={}, created_at=now, updated_at=now,
+                event_seq=2 if citations else 1, meta={"citations": citations} if citations else {},
+                created_at=now, updated_at=now,
             )
             session.add(answer)
             await session.flush()
@@ -280,11 +291,32 @@ class Chat:
         answer_json = message_json(MessageView(answer, tree.version(answer.id)))
         request = ChatRequest(resolved.model.upstream_id, fitted, temperature, max_tokens)
         await self._launch(
-            Run(answer.id, thread.id, resolved.provider, resolved.model, request, prompt_tokens, answer_json),
+            Run(answer.id, thread.id, resolved.provider, resolved.model, request, prompt_tokens, answer_json,
+                citations=citations),
             {"thread_id": thread.id, "user_message": message_json(MessageView(question, tree.version(question.id))),
              "assistant_message": answer_json},
         )
         return Started(thread.id, answer.id)
+
+    async def _ground(
+        self, user: User, thread_id: int, resolved: Any, prompt: list[ChatMessage], history: list[ChatMessage],
+        max_tokens: int | None, attachment_ids: list[int] | None,
+    ) -> Grounding | None:
+        """Sources from the thread's files for the question, within what the prompt can spare: at most
+        half of the context left beside the answer, and never so much that the question stops fitting."""
+        if self.grounder is None or not history:
+            return None
+        model = resolved.model
+        window = model.context_window or 8192
+        reserve = max_tokens or min(DEFAULT_ANSWER_RESERVE, window // 4)
+
+        def count(text: str) -> int:
+            return resolved.provider.count_tokens(model.upstream_id, text) + 4
+
+        fixed = await asyncio.to_thread(lambda: sum(count(m.content) for m in prompt + history[-1:]))
+        budget = min((window - reserve) // 2, window - reserve - fixed)
+        return await self.grounder.ground(user, thread_id, history[-1].content, attachment_ids, count=count,
+                                          budget=budget)
 
     async def _history(self, session: Any, tree: Tree, last_id: int | None, *, expect: str) -> list[ChatMessage]:
         """The conversation from the root down to `last_id`, as the model should see it."""
@@ -340,6 +372,8 @@ class Chat:
     async def _launch(self, run: Run, start_data: dict[str, Any]) -> None:
         await self.streams.open(run.message_id)
         await self.streams.append(run.message_id, "start", start_data)
+        if run.citations:
+            run.seq = await self.streams.append(run.message_id, "citations", {"items": run.citations})
         self._runs[run.message_id] = run
         run.task = asyncio.create_task(self._generate(run), name=f"generate-{run.message_id}")
 
@@ -392,6 +426,8 @@ class Chat:
             "latency_ms": round(elapsed * 1000, 1),
             "provider": run.provider.name,
         }
+        if run.citations:
+            meta["citations"] = run.citations
         if error is not None:
             meta["error"] = {"code": error.code, "message": error.message}
         # Events that follow the write: usage and done, or error (and interrupted runs end with error).
@@ -498,8 +534,12 @@ def _replay(view: Any, after: int) -> list[tuple[int, str, dict[str, Any]]]:
     if after < 1:
         events.append((1, "start", {"thread_id": message.thread_id, "user_message": None,
                                     "assistant_message": message_json(view)}))
-    if after < 2 < final and message.content:
-        events.append((2, "delta", {"text": message.content}))
+    citations = (message.meta or {}).get("citations")
+    first_delta = 3 if citations else 2
+    if citations and after < 2 < final:
+        events.append((2, "citations", {"items": citations}))
+    if after < first_delta < final and message.content:
+        events.append((first_delta, "delta", {"text": message.content}))
     if after < final:
         if message.status == "error":
             events.append((final, "error", (message.meta or {}).get("error") or {"code": "upstream_error",
@@ -508,7 +548,7 @@ def _replay(view: Any, after: int) -> list[tuple[int, str, dict[str, Any]]]:
             events.append((final, "error", _interrupted_error()))
         else:
             meta = message.meta or {}
-            if final - 1 > 2:
+            if final - 1 > first_delta:
                 events.append((final - 1, "usage", {k: meta.get(k) for k in
                                                     ("prompt_tokens", "completion_tokens", "cost_usd")}))
             events.append((final, "done", {"message": message_json(view)}))
