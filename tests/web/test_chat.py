@@ -404,3 +404,30 @@ def test_keyboard_only(browser):
     page.keyboard.press("Delete")
     page.keyboard.press("Enter")  # the confirmation's Delete button has the focus
     expect(nav.get_by_role("link")).to_have_count(0)
+
+
+def test_a_server_restart_mid_answer_shows_it_unfinished_with_a_retry(chromium, own_server):
+    context = chromium.new_context(base_url=own_server.url)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        sign_up(page)
+        send(page, "[[fake tokens=400 interval=0.05]]")
+        answer = answers(page).last
+        expect(answer).to_contain_text("w5")
+        own_server.restart(kill=True)
+        # The page kept reconnecting while the server was away; the answer it finds is marked unfinished.
+        expect(answer).to_have_attribute("data-status", "error", timeout=30_000)
+        expect(answer.get_by_role("alert")).to_contain_text("The server stopped before this answer was finished.")
+        # What it shows now is what the server saved before it died: a true beginning of the answer.
+        kept = answer.locator(".answer").text_content()
+        assert kept.startswith("w0") and words(400).startswith(kept.strip())
+        answer.get_by_role("button", name="Retry").click()
+        # The new version takes the failed one's place in the branch.
+        expect(answers(page).last).to_have_attribute("data-status", "streaming")
+        expect(answers(page)).to_have_count(1)
+        expect(answers(page).last).to_contain_text("w3")
+        page.keyboard.press("Escape")
+        expect(answers(page).last).to_have_attribute("data-status", "cancelled")
+    finally:
+        context.close()

@@ -121,8 +121,10 @@ export const useChat = create<ChatState>()((set, get) => {
               signal: controller.signal,
             });
           }
+          let events = 0;
           for await (const event of readSse(response.body!)) {
             if (controller.signal.aborted) return;
+            events++;
             attempt = 0;
             if (event.id) lastId = Number(event.id);
             const data = JSON.parse(event.data);
@@ -156,6 +158,9 @@ export const useChat = create<ChatState>()((set, get) => {
               return;
             }
           }
+          // A resumed stream that ends with nothing: the server saved less than this page saw (it died
+          // between checkpoints). Replay from the start; the `start` event resets the text to what it has.
+          if (events === 0 && response !== initial) lastId = 0;
         } catch (err) {
           if (controller.signal.aborted) return;
           if (err instanceof ApiError && err.status < 500) {
