@@ -41,9 +41,9 @@ def run(url: str, *statements: str) -> list[list[tuple]]:
     return asyncio.run(_run(url, *statements))
 
 
-def key(user: int, cls: int, doc: int) -> int:
-    """The document key of migration 0002: owner, class (0 user, 1 assistant, 2 system, 3 thread), id."""
-    return user << 37 | cls << 34 | doc
+def key(user: int, kind: int, doc: int) -> int:
+    """The document key of migration 0002: owner, kind (0 message, 1 thread title), id."""
+    return user << 37 | kind << 34 | doc
 
 
 def indexed(url: str) -> list[tuple]:
@@ -94,12 +94,12 @@ def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
     assert len(triggers(db_url)) == 6
     rows = indexed(db_url)
     # The existing message and title are backfilled; the streaming answer is not indexed yet.
-    assert [k for k, _ in rows] == [key(1, 0, 1), key(1, 3, 1)]
+    assert [k for k, _ in rows] == [key(1, 0, 1), key(1, 1, 1)]
     assert "grusse" in rows[0][1] and "東京" in rows[0][1] and "京都" in rows[0][1]
     assert "cafe" in rows[1][1]
 
     run(db_url, "UPDATE messages SET content = 'the whole answer', status = 'complete' WHERE id = 2")
-    assert [k for k, _ in indexed(db_url)] == [key(1, 0, 1), key(1, 1, 2), key(1, 3, 1)]
+    assert [k for k, _ in indexed(db_url)] == [key(1, 0, 1), key(1, 0, 2), key(1, 1, 1)]
     run(db_url, "DELETE FROM threads WHERE id = 1")  # cascades to its messages
     assert indexed(db_url) == []
 
@@ -117,4 +117,4 @@ def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
         "VALUES (2, 1, 'plain', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
     )
     migrate.upgrade(db_url)
-    assert [k for k, _ in indexed(db_url)] == [key(1, 3, 2)]
+    assert [k for k, _ in indexed(db_url)] == [key(1, 1, 2)]

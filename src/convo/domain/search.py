@@ -28,14 +28,13 @@ from convo.domain.threads import owned_thread
 from convo.errors import InvalidInput
 from convo.observability import SEARCH
 
-# Document classes and the key layout of migration 0002: owner << 37 | class << 34 | document id.
-ROLE_CLASS = {"user": 0, "assistant": 1, "system": 2}
-THREAD = 3
-USER_SHIFT, CLASS_SHIFT = 37, 34
-DOC_MASK = (1 << CLASS_SHIFT) - 1
-# How many of the newest matches of each class are ranked. Ranking costs a few microseconds a match; a
-# word in every tenth message of a big history would otherwise rank tens of thousands. Rarer queries
-# rank every match; a very common one ranks its newest, and dates or more words reach older ones.
+# Document kinds and the key layout of migration 0002: owner << 37 | kind << 34 | document id.
+MESSAGE, THREAD = 0, 1
+USER_SHIFT, KIND_SHIFT = 37, 34
+DOC_MASK = (1 << KIND_SHIFT) - 1
+# How many of the newest matches are ranked. BM25 and recency cost a few microseconds a match; a word in
+# every tenth message of a big history would otherwise rank tens of thousands. Rarer queries rank every
+# match; a very common one ranks its newest (titles first), and dates or more words reach older ones.
 CANDIDATES = 1000
 
 # Beyond this many terms a query is not narrowed further: each term is one more posting list to walk.
@@ -288,10 +287,6 @@ class Search:
         return hits, next_cursor
 
     @staticmethod
-    def _classes(filters: Filters) -> list[int]:
-        return [ROLE_CLASS[filters.role]] if filters.role else [*ROLE_CLASS.values(), THREAD]
-
-    @staticmethod
     def _sqlite_sql(
         user: User,
         terms: list[Term],
@@ -303,25 +298,25 @@ class Search:
         if filters.thread_id is not None:
             match = f"tags : t{filters.thread_id} AND {match}"
         params["match"] = match
-        dates = ""
+        # This user's rowid range: FTS5 seeks into it and walks it newest first. One statement, because
+        # bm25() counts each term's documents over the whole index once per statement.
+        first, last = user.id << USER_SHIFT, ((user.id + 1) << USER_SHIFT) - 1
+        where = [f"search_index MATCH :match AND rowid BETWEEN {first} AND {last}"]
+        if filters.role:
+            where.append("role = :role")
+            params["role"] = filters.role
         if filters.since:
-            dates += " AND created_at >= :since"
+            where.append("created_at >= :since")
             params["since"] = _epoch(filters.since)
         if filters.until:
-            dates += " AND created_at < :until"
+            where.append("created_at < :until")
             params["until"] = _epoch(filters.until)
-        # One arm per class: a rowid range of this user's documents, walked newest first.
-        arms = []
-        for cls in Search._classes(filters):
-            low = (user.id << USER_SHIFT) | (cls << CLASS_SHIFT)
-            high = low | DOC_MASK
-            arms.append(
-                "SELECT * FROM (SELECT rowid AS key, created_at, -bm25(search_index, 1.0, 0.0) AS relevance "
-                f"FROM search_index WHERE search_index MATCH :match AND rowid BETWEEN {low} AND {high}{dates} "
-                f"ORDER BY rowid DESC LIMIT {CANDIDATES})"
-            )
         recency = _RECENCY.format(greatest="max", now=":now", created="created_at")
-        inner = f"SELECT key, relevance * {recency} AS score FROM ({' UNION ALL '.join(arms)})"
+        inner = (
+            f"SELECT key, relevance * {recency} AS score FROM ("
+            "SELECT rowid AS key, created_at, -bm25(search_index, 1.0, 0.0) AS relevance "
+            f"FROM search_index WHERE {' AND '.join(where)} ORDER BY rowid DESC LIMIT {CANDIDATES})"
+        )
         return Search._page(inner, after, params)
 
     @staticmethod
@@ -338,8 +333,8 @@ class Search:
         if filters.thread_id is not None:
             scope.append(f"'@t{filters.thread_id}'")
         if filters.role:
-            where.append("d.kind = :kind")
-            params["kind"] = ROLE_CLASS[filters.role]
+            where.append("d.role = :role")
+            params["role"] = filters.role
         params["scope"] = " & ".join(scope)
         if filters.since:
             where.append("d.created_at >= :since")
@@ -347,23 +342,22 @@ class Search:
         if filters.until:
             where.append("d.created_at < :until")
             params["until"] = filters.until
-        params["candidates"] = CANDIDATES
         tsquery = _pg_tsquery(terms, params)
         recency = _RECENCY.format(
             greatest="greatest",
             now="CAST(:now AS float8)",
             created="extract(epoch FROM c.created_at)::float8",
         )
-        # Matching is cheap with the GIN index; ranking reads every candidate's tsvector. Only the
-        # newest CANDIDATES of each class are ranked, as on SQLite.
+        # Matching is cheap with the GIN index; ranking reads every candidate's tsvector, so only the
+        # newest CANDIDATES (titles first) are ranked, as on SQLite.
         matches = (
-            f"SELECT (d.user_id::bigint << {USER_SHIFT}) + (d.kind::bigint << {CLASS_SHIFT}) + d.doc_id AS key, "
-            "d.created_at, d.tsv, row_number() OVER (PARTITION BY d.kind ORDER BY d.created_at DESC) AS nth "
-            f"FROM search_docs d WHERE d.tsv @@ ({tsquery} && CAST(:scope AS tsquery)) AND {' AND '.join(where)}"
+            f"SELECT (d.user_id::bigint << {USER_SHIFT}) + (d.kind::bigint << {KIND_SHIFT}) + d.doc_id AS key, "
+            f"d.created_at, d.tsv FROM search_docs d "
+            f"WHERE d.tsv @@ ({tsquery} && CAST(:scope AS tsquery)) AND {' AND '.join(where)} "
+            f"ORDER BY d.kind DESC, d.created_at DESC LIMIT {CANDIDATES}"
         )
         inner = (
-            f"SELECT c.key, ts_rank_cd(c.tsv, {tsquery}, 1)::float8 * {recency} AS score "
-            f"FROM ({matches}) c WHERE c.nth <= :candidates"
+            f"SELECT c.key, ts_rank_cd(c.tsv, {tsquery}, 1)::float8 * {recency} AS score FROM ({matches}) c"
         )
         return Search._page(inner, after, params)
 
@@ -384,34 +378,33 @@ class Search:
     async def _hydrate(
         session: Any, user: User, terms: list[Term], ranked: list[tuple[int, float]]
     ) -> list[Hit]:
-        """Load what the page shows; the owner is checked again, as every read here does."""
-        message_ids = [key & DOC_MASK for key, _ in ranked if _class_of(key) != THREAD]
-        thread_ids = [key & DOC_MASK for key, _ in ranked if _class_of(key) == THREAD]
+        """Load what the page shows. The owner is checked again, here rather than in SQL: a `user_id`
+        condition leads SQLite's planner to walk the user's whole index instead of the primary keys."""
+        message_ids = [key & DOC_MASK for key, _ in ranked if _kind_of(key) == MESSAGE]
+        thread_ids = [key & DOC_MASK for key, _ in ranked if _kind_of(key) == THREAD]
         messages: dict[int, Any] = {}
         threads: dict[int, Any] = {}
         if message_ids:
             rows = await session.execute(
                 text(
-                    "SELECT m.id, m.thread_id, m.role, m.content, m.created_at, t.title FROM messages m "
-                    "JOIN threads t ON t.id = m.thread_id WHERE m.user_id = :user_id AND m.id IN "
+                    "SELECT m.id, m.user_id, m.thread_id, m.role, m.content, m.created_at, t.title "
+                    "FROM messages m JOIN threads t ON t.id = m.thread_id WHERE m.id IN "
                     f"({', '.join(str(i) for i in message_ids)})"
                 ),
-                {"user_id": user.id},
             )
-            messages = {r.id: r for r in rows}
+            messages = {r.id: r for r in rows if r.user_id == user.id}
         if thread_ids:
             rows = await session.execute(
                 text(
-                    "SELECT id, title, updated_at FROM threads WHERE user_id = :user_id AND id IN "
+                    "SELECT id, user_id, title, updated_at FROM threads WHERE id IN "
                     f"({', '.join(str(i) for i in thread_ids)})"
                 ),
-                {"user_id": user.id},
             )
-            threads = {r.id: r for r in rows}
+            threads = {r.id: r for r in rows if r.user_id == user.id}
         hits = []
         for key, score in ranked:
-            doc_id, cls = key & DOC_MASK, _class_of(key)
-            if cls != THREAD and doc_id in messages:
+            doc_id, kind = key & DOC_MASK, _kind_of(key)
+            if kind == MESSAGE and doc_id in messages:
                 m = messages[doc_id]
                 hits.append(
                     Hit(
@@ -425,7 +418,7 @@ class Search:
                         _as_utc(m.created_at),
                     )
                 )
-            elif cls == THREAD and doc_id in threads:
+            elif kind == THREAD and doc_id in threads:
                 t = threads[doc_id]
                 hits.append(
                     Hit(
@@ -442,8 +435,8 @@ class Search:
         return hits
 
 
-def _class_of(key: int) -> int:
-    return (key >> CLASS_SHIFT) & 7
+def _kind_of(key: int) -> int:
+    return (key >> KIND_SHIFT) & 7
 
 
 def _as_utc(value: Any) -> datetime:

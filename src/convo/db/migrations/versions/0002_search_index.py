@@ -21,16 +21,15 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Every document has a class: a message by its role, a thread title (attachments will be 4). On SQLite
-# the rowid is owner << 37 | class << 34 | document id, so one user's documents of one class are a
-# contiguous rowid range that FTS5 seeks to directly: a query never reads other users' posting lists,
-# and "the newest matches" are a backwards walk of that range. PostgreSQL keeps owner and class in
-# columns, and the owner also as a lexeme the GIN index intersects with the words.
-USER_SHIFT, CLASS_SHIFT = 2**37, 2**34
-THREAD = 3
-_ROLE_CLASS = "(CASE {r}.role WHEN 'user' THEN 0 WHEN 'assistant' THEN 1 ELSE 2 END)"
-_MESSAGE_ROWID = f"{{r}}.user_id * {USER_SHIFT} + {_ROLE_CLASS} * {CLASS_SHIFT} + {{r}}.id"
-_THREAD_ROWID = f"{{r}}.user_id * {USER_SHIFT} + {THREAD * CLASS_SHIFT} + {{r}}.id"
+# Every document has a kind: 0 a message, 1 a thread title (attachments will be 2). On SQLite the rowid
+# is owner << 37 | kind << 34 | document id, so one user's documents are a contiguous rowid range that
+# FTS5 seeks to directly (a query never walks other users' postings), and walking it backwards meets
+# titles first, then messages newest first. PostgreSQL keeps owner and kind in columns, and the owner
+# also as a lexeme that the GIN index intersects with the words.
+USER_SHIFT, KIND_SHIFT = 2**37, 2**34
+MESSAGE, THREAD = 0, 1
+_MESSAGE_ROWID = f"{{r}}.user_id * {USER_SHIFT} + {{r}}.id"
+_THREAD_ROWID = f"{{r}}.user_id * {USER_SHIFT} + {THREAD * KIND_SHIFT} + {{r}}.id"
 
 
 def _message_rowid(r: str) -> str:
@@ -46,22 +45,22 @@ _SQLITE_EPOCH = "((julianday({}) - 2440587.5) * 86400.0)"
 _SQLITE = [
     # `tags` holds the thread as a token ('t12'): a thread filter is a short posting list to intersect.
     """CREATE VIRTUAL TABLE search_index USING fts5(
-        body, tags, created_at UNINDEXED, tokenize = 'unicode61 remove_diacritics 2')""",
+        body, tags, role UNINDEXED, created_at UNINDEXED, tokenize = 'unicode61 remove_diacritics 2')""",
     f"""CREATE TRIGGER search_message_insert AFTER INSERT ON messages
         WHEN new.status != 'streaming' AND new.content != ''
         BEGIN
-          INSERT INTO search_index(rowid, body, tags, created_at)
+          INSERT INTO search_index(rowid, body, tags, role, created_at)
           VALUES ({_message_rowid("new")}, convo_search_text(new.content),
-                  't' || new.thread_id,
+                  't' || new.thread_id, new.role,
                   {_SQLITE_EPOCH.format("new.created_at")});
         END""",
     f"""CREATE TRIGGER search_message_update AFTER UPDATE OF content, status ON messages
         WHEN old.status != 'streaming' OR new.status != 'streaming'
         BEGIN
           DELETE FROM search_index WHERE rowid = {_message_rowid("old")};
-          INSERT INTO search_index(rowid, body, tags, created_at)
+          INSERT INTO search_index(rowid, body, tags, role, created_at)
           SELECT {_message_rowid("new")}, convo_search_text(new.content),
-                 't' || new.thread_id,
+                 't' || new.thread_id, new.role,
                  {_SQLITE_EPOCH.format("new.created_at")}
           WHERE new.status != 'streaming' AND new.content != '';
         END""",
@@ -73,16 +72,16 @@ _SQLITE = [
     f"""CREATE TRIGGER search_thread_insert AFTER INSERT ON threads
         WHEN new.title != ''
         BEGIN
-          INSERT INTO search_index(rowid, body, tags, created_at)
-          VALUES ({_thread_rowid("new")}, convo_search_text(new.title), 't' || new.id,
+          INSERT INTO search_index(rowid, body, tags, role, created_at)
+          VALUES ({_thread_rowid("new")}, convo_search_text(new.title), 't' || new.id, NULL,
                   {_SQLITE_EPOCH.format("new.updated_at")});
         END""",
     f"""CREATE TRIGGER search_thread_update AFTER UPDATE OF title ON threads
         WHEN old.title IS NOT new.title
         BEGIN
           DELETE FROM search_index WHERE rowid = {_thread_rowid("old")};
-          INSERT INTO search_index(rowid, body, tags, created_at)
-          SELECT {_thread_rowid("new")}, convo_search_text(new.title), 't' || new.id,
+          INSERT INTO search_index(rowid, body, tags, role, created_at)
+          SELECT {_thread_rowid("new")}, convo_search_text(new.title), 't' || new.id, NULL,
                  {_SQLITE_EPOCH.format("new.updated_at")}
           WHERE new.title != '';
         END""",
@@ -93,12 +92,12 @@ _SQLITE = [
 ]
 
 _SQLITE_BACKFILL = [
-    f"""INSERT INTO search_index(rowid, body, tags, created_at)
-        SELECT {_message_rowid("messages")}, convo_search_text(content), 't' || thread_id,
+    f"""INSERT INTO search_index(rowid, body, tags, role, created_at)
+        SELECT {_message_rowid("messages")}, convo_search_text(content), 't' || thread_id, role,
                {_SQLITE_EPOCH.format("created_at")}
         FROM messages WHERE status != 'streaming' AND content != ''""",
-    f"""INSERT INTO search_index(rowid, body, tags, created_at)
-        SELECT {_thread_rowid("threads")}, convo_search_text(title), 't' || id,
+    f"""INSERT INTO search_index(rowid, body, tags, role, created_at)
+        SELECT {_thread_rowid("threads")}, convo_search_text(title), 't' || id, NULL,
                {_SQLITE_EPOCH.format("updated_at")}
         FROM threads WHERE title != ''""",
 ]
@@ -172,11 +171,11 @@ _PG = [
     f"""CREATE FUNCTION convo_search_message_sync() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
   IF TG_OP <> 'INSERT' THEN
-    DELETE FROM search_docs WHERE kind < {THREAD} AND doc_id = OLD.id;
+    DELETE FROM search_docs WHERE kind = {MESSAGE} AND doc_id = OLD.id;
   END IF;
   IF TG_OP <> 'DELETE' AND NEW.status <> 'streaming' AND NEW.content <> '' THEN
     INSERT INTO search_docs (kind, doc_id, user_id, thread_id, role, created_at, tsv)
-    VALUES ({_ROLE_CLASS.format(r="NEW")}, NEW.id, NEW.user_id, NEW.thread_id, NEW.role, NEW.created_at,
+    VALUES ({MESSAGE}, NEW.id, NEW.user_id, NEW.thread_id, NEW.role, NEW.created_at,
             {_PG_MESSAGE_TSV.format(r="NEW")});
   END IF;
   RETURN NULL;
@@ -212,7 +211,7 @@ $fn$""",
 
 _PG_BACKFILL = [
     f"""INSERT INTO search_docs (kind, doc_id, user_id, thread_id, role, created_at, tsv)
-        SELECT {_ROLE_CLASS.format(r="m")}, m.id, m.user_id, m.thread_id, m.role, m.created_at, {_PG_MESSAGE_TSV.format(r="m")}
+        SELECT {MESSAGE}, m.id, m.user_id, m.thread_id, m.role, m.created_at, {_PG_MESSAGE_TSV.format(r="m")}
         FROM messages m WHERE m.status <> 'streaming' AND m.content <> ''""",
     f"""INSERT INTO search_docs (kind, doc_id, user_id, thread_id, role, created_at, tsv)
         SELECT {THREAD}, t.id, t.user_id, t.id, NULL, t.updated_at, {_PG_THREAD_TSV.format(r="t")}
