@@ -4,16 +4,14 @@
 import createClient, { type Middleware } from "openapi-fetch";
 import type { components, paths } from "./schema";
 
-export type Schemas = components["schemas"];
+type Schemas = components["schemas"];
 export type User = Schemas["UserPublic"];
 export type Model = Schemas["ModelPublic"];
 export type Thread = Schemas["ThreadPublic"];
-export type ThreadWithMessages = Schemas["ThreadWithMessages"];
 export type Message = Schemas["MessagePublic"];
 export type MessageCreate = Schemas["MessageCreate"];
-export type ThreadUpdate = Schemas["ThreadUpdate"];
 
-export const AUTH_LOST_CODES = new Set(["session_expired", "not_authenticated"]);
+const AUTH_LOST_CODES = new Set(["session_expired", "not_authenticated"]);
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
 
 export class ApiError extends Error {
@@ -31,7 +29,7 @@ export class ApiError extends Error {
   }
 }
 
-export function readCookie(name: string): string {
+function readCookie(name: string): string {
   for (const part of document.cookie.split(";")) {
     const [key, ...rest] = part.trim().split("=");
     if (key === name) return decodeURIComponent(rest.join("="));

@@ -8,6 +8,7 @@ import {
   fetchStream,
   onAuthLost,
   type Message,
+  type MessageCreate,
   type Model,
   type Thread,
   type User,
@@ -15,10 +16,8 @@ import {
 import { readSse } from "../api/sse";
 import { go, threadFromPath } from "../lib/route";
 
-export interface Overrides {
-  model?: string | null;
-  temperature?: number | null;
-}
+/** What one message may set for itself, overriding its thread. */
+export type Overrides = Pick<MessageCreate, "model" | "temperature">;
 
 export interface ThreadSettings {
   model: string | null;
@@ -372,7 +371,7 @@ export const useChat = create<ChatState>()((set, get) => {
                         pending: { model: null, temperature: null } }));
           go(id);
         }
-        const body = { content, ...overrides };
+        const body: MessageCreate = { content, ...overrides };
         const response = await fetchStream(`/api/threads/${id}/messages`, { method: "POST", body: JSON.stringify(body) });
         void track(id, response, null);
         return true;

@@ -37,8 +37,7 @@ export function Composer() {
     setText(load(draftKey(activeId)) ?? "");
     setOverrides({});
     textarea.current?.focus();
-    // eslint-disable-next-line react-hooks/exhaustive-deps -- only a change of chat swaps the draft
-  }, [activeId]);
+  }, [activeId]); // only a change of chat swaps the draft, not each keystroke
 
   useEffect(() => {
     textarea.current?.focus();
