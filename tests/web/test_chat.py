@@ -8,7 +8,10 @@ import re
 import time
 
 import httpx
+import pytest
 from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
 
 _users = itertools.count()
 PASSWORD = "correct horse battery"
@@ -406,6 +409,7 @@ def test_keyboard_only(browser):
     expect(nav.get_by_role("link")).to_have_count(0)
 
 
+@pytest.mark.slow
 def test_a_server_restart_mid_answer_shows_it_unfinished_with_a_retry(chromium, own_server):
     context = chromium.new_context(base_url=own_server.url)
     context.set_default_timeout(15_000)

@@ -179,7 +179,7 @@ export const useChat = create<ChatState>()((set, get) => {
           if (get().activeId === threadId) void get().openThread(threadId);
           return;
         }
-        await sleep(Math.min(250 * 2 ** attempt, 4000));
+        await sleep(Math.min(250 * 2 ** attempt, 2000));
         attempt++;
       }
     } finally {
