@@ -296,4 +296,7 @@ def test_answers_cut_by_a_restart_are_marked_interrupted(own_server, kill):
     assert message["content"].startswith(first.text), "the text written before the restart is kept"
     rest = api.follow(answer_id(first), after=first.ids[-1])
     assert rest.last.event == "error" and rest.last.data["code"] == "interrupted"
+    # A client that saw events the last checkpoint had not counted still learns how it ended.
+    beyond = api.follow(answer_id(first), after=first.ids[-1] + 1000)
+    assert [e.event for e in beyond.events] == ["error"] and beyond.last.id == first.ids[-1] + 1001
     assert api.send(thread["id"], "and now?").last.event == "done", "the thread goes on"

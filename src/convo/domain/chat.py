@@ -530,6 +530,10 @@ def _replay(view: Any, after: int) -> list[tuple[int, str, dict[str, Any]]]:
     the complete text."""
     message = view.message
     final = message.event_seq
+    if message.status == "interrupted":
+        # The process died after sending events its last checkpoint did not count: a client may be
+        # past `final`. It still gets the end, numbered after what it saw.
+        final = max(final, after + 1)
     events: list[tuple[int, str, dict[str, Any]]] = []
     if after < 1:
         events.append((1, "start", {"thread_id": message.thread_id, "user_message": None,
