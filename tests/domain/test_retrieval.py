@@ -157,3 +157,47 @@ def test_the_job_runner_records_failures_and_stops_cleanly() -> None:
 
     done, failed = asyncio.run(scenario())
     assert done == [1] and failed == [(2, "boom")]
+
+
+def test_time_decay_prefers_the_newer_of_two_equal_chunks(tmp_path) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    from convo.db import migrate
+    from convo.db.models import Attachment, Thread, User, utcnow
+    from convo.db.session import Database
+    from convo.domain.retrieval import Retrieval
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
+    migrate.upgrade(url)
+
+    async def scenario() -> tuple[list[int], list[int], list[float]]:
+        db = Database(url)
+        plain = Retrieval(db, MiniLM(), Weights(0.5, 0.5, 0.0))
+        decaying = Retrieval(db, MiniLM(), Weights(0.5, 0.5, 0.1))
+        now = utcnow()
+        async with db.write() as session:
+            user = User(email="decay@example.com", password_hash="!")
+            session.add(user)
+            await session.flush()
+            thread = Thread(user_id=user.id)
+            session.add(thread)
+            await session.flush()
+            ids = []
+            for age in (30, 0):  # the old file first, so it has the lower chunk id
+                stamp = now - timedelta(days=age)
+                attachment = Attachment(user_id=user.id, thread_id=thread.id, filename=f"{age}.txt",
+                                        content_type="text/plain", size=1, sha256="", storage_path="",
+                                        status="ready", chunk_count=0, created_at=stamp, updated_at=stamp)
+                session.add(attachment)
+                await session.flush()
+                chunks, _ = plain.prepare("Harbour tide tables for the spring season.", embed=False)
+                await plain.store(session, attachment, chunks, None)
+                ids.append(attachment.id)
+        before = [h.attachment_id for h in await plain.search(user.id, "tide tables", mode="bm25")]
+        decayed = await decaying.search(user.id, "tide tables", mode="bm25")
+        await db.close()
+        return ids, [h.attachment_id for h in decayed], [h.score for h in decayed]
+
+    (old, new), after, scores = asyncio.run(scenario())
+    assert after == [new, old]
+    assert scores[1] / scores[0] == pytest.approx(np.exp(-0.1 * 30), rel=1e-3)

@@ -22,11 +22,13 @@ from typing import Literal
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from convo import observability as obs
 from convo.db.models import Attachment, Chunk, utcnow
 from convo.db.session import Database
 from convo.domain.retrieval.chunking import CHUNK_TOKENS, OVERLAP_TOKENS, chunk_text
+from convo.domain.retrieval.chunking import Chunk as TextChunk
 from convo.domain.retrieval.embeddings import Embedder, load_tokenizer
 from convo.domain.retrieval.keyword import KeywordIndex, keyword_index, query_terms, terms
 from convo.runtime.vectors import VectorIndex, VectorRow, vector_index
@@ -100,13 +102,15 @@ class Retrieval:
             self._tokenizer = load_tokenizer(max_tokens=1_000_000)
         return len(self._tokenizer.encode(content, add_special_tokens=False).ids)
 
-    def prepare(self, content: str, *, embed: bool = True) -> tuple[list, np.ndarray | None]:
+    def prepare(self, content: str, *, embed: bool = True) -> tuple[list[TextChunk], np.ndarray | None]:
         """Chunks of a text and their embeddings. Blocking (tokenizer and model): run in a thread."""
         chunks = chunk_text(content, self._count, size=CHUNK_TOKENS, overlap=OVERLAP_TOKENS)
         vectors = self.embedder.embed([c.text for c in chunks]) if embed and chunks else None
         return chunks, vectors
 
-    async def store(self, session, attachment: Attachment, chunks: list, vectors: np.ndarray | None) -> int:  # noqa: ANN001
+    async def store(
+        self, session: AsyncSession, attachment: Attachment, chunks: list[TextChunk], vectors: np.ndarray | None
+    ) -> int:
         """Write the chunks with their keyword and vector entries, inside the caller's transaction."""
         now = utcnow()
         rows = [Chunk(attachment_id=attachment.id, user_id=attachment.user_id, position=c.position, text=c.text,
@@ -191,11 +195,3 @@ class Retrieval:
                             vector.get(chunk_id), created_at))
         hits.sort(key=lambda h: (-h.score, h.chunk_id))
         return hits[:k]
-
-    async def ready_attachments(self, user_id: int, thread_id: int) -> list[int]:
-        async with self.db.read() as session:
-            return list(await session.scalars(
-                select(Attachment.id).where(Attachment.user_id == user_id, Attachment.thread_id == thread_id,
-                                            Attachment.status == "ready")
-            ))
-
