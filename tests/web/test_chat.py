@@ -283,7 +283,7 @@ def test_enter_sends_shift_enter_adds_a_line_and_send_is_disabled_while_empty(br
     expect(page.locator(".token-count")).to_contain_text(re.compile(r"^\d+ tokens / 8k$"))
     expect(send_button).to_be_enabled()
     box.press("Enter")
-    expect(page.get_by_role("article", name="You")).to_have_text("line one\nline two")
+    expect(page.get_by_role("article", name="You").locator(".bubble")).to_have_text("line one\nline two")
     expect(box).to_have_value("")
     expect(send_button).to_be_disabled()
 

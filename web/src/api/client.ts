@@ -10,6 +10,12 @@ export type Model = Schemas["ModelPublic"];
 export type Thread = Schemas["ThreadPublic"];
 export type Message = Schemas["MessagePublic"];
 export type MessageCreate = Schemas["MessageCreate"];
+export type ThreadWithMessages = Schemas["ThreadWithMessages"];
+export type RegenerateIn = Schemas["RegenerateIn"];
+export type EditIn = Schemas["EditIn"];
+export type Diff = Schemas["DiffPublic"];
+export type SearchHit = Schemas["SearchHit"];
+export type Attachment = Schemas["AttachmentPublic"];
 
 const AUTH_LOST_CODES = new Set(["session_expired", "not_authenticated"]);
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);

@@ -8,9 +8,12 @@ import {
   fetchStream,
   onAuthLost,
   type Message,
+  type EditIn,
   type MessageCreate,
   type Model,
+  type RegenerateIn,
   type Thread,
+  type ThreadWithMessages,
   type User,
 } from "../api/client";
 import { readSse } from "../api/sse";
@@ -40,6 +43,8 @@ interface ChatState {
   notice: string | null;
   /** Settings chosen before the first message of a new chat creates its thread. */
   pending: ThreadSettings;
+  /** A message to scroll to and mark (opened from search). */
+  highlightId: number | null;
 
   boot(): Promise<void>;
   authenticate(mode: "login" | "signup", email: string, password: string, name?: string): Promise<void>;
@@ -52,6 +57,19 @@ interface ChatState {
   send(content: string, overrides?: Overrides): Promise<boolean>;
   stop(messageId: number): Promise<void>;
   retry(messageId: number): Promise<void>;
+  /** A new version of an answer, optionally from another model. */
+  regenerate(messageId: number, overrides?: Overrides): Promise<void>;
+  /** A new version of a message: a user message gets a fresh answer; an answer is a hand correction. */
+  edit(messageId: number, content: string): Promise<boolean>;
+  /** Shows another version of a turn (and the newest path under it). */
+  switchVersion(messageId: number): Promise<void>;
+  /** A new chat holding the conversation up to this message. */
+  branch(messageId: number): Promise<void>;
+  /** Opens a thread on the branch through a message, scrolled to it and marked. */
+  openAt(threadId: number, messageId: number | null): Promise<void>;
+  /** The active chat's id, creating its thread first when it is new (uploads need one). */
+  ensureThread(): Promise<number>;
+  clearHighlight(): void;
   dismissNotice(): void;
 }
 
@@ -201,6 +219,20 @@ export const useChat = create<ChatState>()((set, get) => {
     void get().loadThreads();
   }
 
+  /** Puts a thread and its active branch on screen, following any answer still being written. */
+  function show(full: ThreadWithMessages): void {
+    const { messages: saved, ...thread } = full;
+    // An answer this page already follows keeps the text shown so far (the saved copy lags behind
+    // it); any other answer still being written (another tab, or before a reload) is followed from
+    // its first event.
+    const shown = get().messages;
+    const messages = saved.map((m) => (controllers.has(m.id) && shown.find((s) => s.id === m.id)) || m);
+    set({ thread, messages, loadingThread: false });
+    for (const m of messages) {
+      if (m.role === "assistant" && m.status === "streaming" && !controllers.has(m.id)) void track(thread.id, null, m.id, 0);
+    }
+  }
+
   function failed(err: unknown): void {
     if (err instanceof ApiError && err.authLost) return;
     const message = err instanceof Error ? err.message : String(err);
@@ -229,6 +261,7 @@ export const useChat = create<ChatState>()((set, get) => {
     loadingThread: false,
     notice: null,
     pending: { model: null, temperature: null },
+    highlightId: null,
 
     async boot() {
       const { data, response } = await client.GET("/api/auth/me");
@@ -290,23 +323,15 @@ export const useChat = create<ChatState>()((set, get) => {
         go(null);
         return;
       }
-      set({ activeId: id, loadingThread: true, notice: null, ...(get().activeId !== id ? { messages: [], thread: null } : {}) });
+      set({ activeId: id, loadingThread: true, notice: null, highlightId: null,
+            ...(get().activeId !== id ? { messages: [], thread: null } : {}) });
       go(id);
       try {
         const full = await call(
           client.GET("/api/threads/{thread_id}", { params: { path: { thread_id: id } } }),
         );
         if (get().activeId !== id) return;
-        const { messages: saved, ...thread } = full;
-        // An answer this page already follows keeps the text shown so far (the saved copy lags behind
-        // it); any other answer still being written (another tab, or before a reload) is followed from
-        // its first event.
-        const shown = get().messages;
-        const messages = saved.map((m) => (controllers.has(m.id) && shown.find((s) => s.id === m.id)) || m);
-        set({ thread, messages, loadingThread: false });
-        for (const m of messages) {
-          if (m.role === "assistant" && m.status === "streaming" && !controllers.has(m.id)) void track(id, null, m.id, 0);
-        }
+        show(full);
       } catch (err) {
         set({ loadingThread: false });
         if (err instanceof ApiError && err.status === 404) {
@@ -362,15 +387,7 @@ export const useChat = create<ChatState>()((set, get) => {
     async send(content, overrides = {}) {
       set({ notice: null });
       try {
-        let id = get().activeId;
-        if (id == null) {
-          const { model, temperature } = get().pending;
-          const created = await call(client.POST("/api/threads", { body: { model, temperature } }));
-          id = created.id;
-          set((s) => ({ activeId: created.id, thread: created, messages: [], threads: [created, ...s.threads],
-                        pending: { model: null, temperature: null } }));
-          go(id);
-        }
+        const id = await get().ensureThread();
         const body: MessageCreate = { content, ...overrides };
         const response = await fetchStream(`/api/threads/${id}/messages`, { method: "POST", body: JSON.stringify(body) });
         void track(id, response, null);
@@ -390,18 +407,122 @@ export const useChat = create<ChatState>()((set, get) => {
     },
 
     async retry(messageId) {
+      await get().regenerate(messageId);
+    },
+
+    async regenerate(messageId, overrides = {}) {
       const threadId = get().activeId;
       if (threadId == null) return;
       set({ notice: null });
       try {
+        const body: RegenerateIn = { ...overrides };
         const response = await fetchStream(`/api/convo/messages/${messageId}/regenerate`, {
           method: "POST",
-          body: JSON.stringify({}),
+          body: JSON.stringify(body),
         });
         void track(threadId, response, null);
       } catch (err) {
         failed(err);
       }
+    },
+
+    async edit(messageId, content) {
+      const threadId = get().activeId;
+      const message = get().messages.find((m) => m.id === messageId);
+      if (threadId == null || !message) return false;
+      set({ notice: null });
+      try {
+        if (message.role === "user") {
+          const body: EditIn = { content, regenerate: true };
+          const response = await fetchStream(`/api/convo/messages/${messageId}/edit`, {
+            method: "POST",
+            body: JSON.stringify(body),
+          });
+          void track(threadId, response, null);
+        } else {
+          const saved = await call(
+            client.POST("/api/convo/messages/{message_id}/edit", {
+              params: { path: { message_id: messageId } },
+              body: { content, regenerate: false },
+            }),
+          ) as unknown as Message;
+          if (get().activeId === threadId) set((s) => ({ messages: placeInBranch(s.messages, saved) }));
+        }
+        return true;
+      } catch (err) {
+        failed(err);
+        return false;
+      }
+    },
+
+    async switchVersion(messageId) {
+      const threadId = get().activeId;
+      if (threadId == null) return;
+      try {
+        const full = await call(
+          client.POST("/api/threads/{thread_id}/switch", {
+            params: { path: { thread_id: threadId } },
+            body: { message_id: messageId },
+          }),
+        );
+        if (get().activeId === threadId) show(full);
+      } catch (err) {
+        failed(err);
+      }
+    },
+
+    async branch(messageId) {
+      try {
+        const full = await call(
+          client.POST("/api/convo/messages/{message_id}/branch", { params: { path: { message_id: messageId } } }),
+        );
+        abortAll();
+        set({ activeId: full.id, highlightId: null, notice: null, messages: [] });
+        go(full.id);
+        show(full);
+        await get().loadThreads();
+      } catch (err) {
+        failed(err);
+      }
+    },
+
+    async openAt(threadId, messageId) {
+      if (messageId == null) {
+        await get().openThread(threadId);
+        return;
+      }
+      abortAll(threadId);
+      set({ activeId: threadId, loadingThread: true, notice: null, highlightId: messageId,
+            ...(get().activeId !== threadId ? { messages: [], thread: null } : {}) });
+      go(threadId);
+      try {
+        // The message may be on a branch the thread does not show: make its branch the active one.
+        const full = await call(
+          client.POST("/api/threads/{thread_id}/switch", {
+            params: { path: { thread_id: threadId } },
+            body: { message_id: messageId },
+          }),
+        );
+        if (get().activeId === threadId) show(full);
+      } catch (err) {
+        set({ loadingThread: false, highlightId: null });
+        failed(err);
+      }
+    },
+
+    async ensureThread() {
+      const id = get().activeId;
+      if (id != null) return id;
+      const { model, temperature } = get().pending;
+      const created = await call(client.POST("/api/threads", { body: { model, temperature } }));
+      set((s) => ({ activeId: created.id, thread: created, messages: [], threads: [created, ...s.threads],
+                    pending: { model: null, temperature: null } }));
+      go(created.id);
+      return created.id;
+    },
+
+    clearHighlight() {
+      set({ highlightId: null });
     },
 
     dismissNotice() {

@@ -7,6 +7,7 @@ export function ChatView() {
   const loading = useChat((s) => s.loadingThread);
   const activeId = useChat((s) => s.activeId);
   const stop = useChat((s) => s.stop);
+  const highlightId = useChat((s) => s.highlightId);
   const scroller = useRef<HTMLDivElement>(null);
   const pinned = useRef(true);
 
@@ -30,6 +31,16 @@ export function ChatView() {
     pinned.current = true;
   }, [activeId]);
 
+  // A message opened from search: bring it into view once its branch is on screen.
+  const highlightShown = highlightId != null && messages.some((m) => m.id === highlightId);
+  useEffect(() => {
+    if (!highlightShown) return;
+    const el = scroller.current?.querySelector<HTMLElement>(`[data-message-id="${highlightId}"]`);
+    if (!el) return;
+    pinned.current = false;
+    el.scrollIntoView({ block: "center" });
+  }, [highlightShown, highlightId]);
+
   return (
     <div
       className="chat-scroll"
@@ -49,7 +60,7 @@ export function ChatView() {
         {messages
           .filter((m) => m.role !== "system")
           .map((m) => (
-            <MessageItem key={m.id} message={m} />
+            <MessageItem key={m.id} message={m} busy={streamingId != null} />
           ))}
       </section>
     </div>

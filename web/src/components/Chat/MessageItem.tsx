@@ -1,5 +1,8 @@
+import { useState } from "react";
 import type { Message } from "../../api/client";
 import { useChat } from "../../store/chat";
+import { MessageEditor } from "../Versions/MessageEditor";
+import { TurnActions } from "../Versions/TurnActions";
 import { Markdown } from "./Markdown";
 import { MessageMeta } from "./MessageMeta";
 
@@ -7,15 +10,23 @@ interface ErrorMeta {
   error?: { code?: string; message?: string };
 }
 
-export function MessageItem({ message }: { message: Message }) {
+export function MessageItem({ message, busy }: { message: Message; busy: boolean }) {
   const stop = useChat((s) => s.stop);
   const retry = useChat((s) => s.retry);
+  const highlighted = useChat((s) => s.highlightId === message.id);
+  const [editing, setEditing] = useState(false);
   const streaming = message.status === "streaming";
+  const mark = highlighted ? " highlighted" : "";
 
   if (message.role === "user") {
     return (
-      <article className="message user" aria-label="You" data-message-id={message.id}>
-        <div className="bubble">{message.content}</div>
+      <article className={`message user${mark}`} aria-label="You" data-message-id={message.id}>
+        {editing ? (
+          <MessageEditor message={message} onDone={() => setEditing(false)} />
+        ) : (
+          <div className="bubble">{message.content}</div>
+        )}
+        {!editing && <TurnActions message={message} busy={busy} onEdit={() => setEditing(true)} />}
       </article>
     );
   }
@@ -24,16 +35,20 @@ export function MessageItem({ message }: { message: Message }) {
   const error = (message.meta as ErrorMeta).error;
   return (
     <article
-      className={`message assistant status-${message.status}`}
+      className={`message assistant status-${message.status}${mark}`}
       aria-label="Assistant"
       aria-busy={streaming}
       data-message-id={message.id}
       data-status={message.status}
     >
-      <div className="answer">
-        {message.content ? <Markdown text={message.content} /> : streaming ? null : <p className="muted">(no text)</p>}
-        {streaming && <span className="caret" aria-hidden="true" />}
-      </div>
+      {editing ? (
+        <MessageEditor message={message} onDone={() => setEditing(false)} />
+      ) : (
+        <div className="answer">
+          {message.content ? <Markdown text={message.content} /> : streaming ? null : <p className="muted">(no text)</p>}
+          {streaming && <span className="caret" aria-hidden="true" />}
+        </div>
+      )}
       {failed && (
         <div className="turn-error" role="alert">
           <span>
@@ -57,6 +72,7 @@ export function MessageItem({ message }: { message: Message }) {
         ) : (
           <MessageMeta message={message} />
         )}
+        {!editing && <TurnActions message={message} busy={busy} onEdit={() => setEditing(true)} />}
       </div>
     </article>
   );
