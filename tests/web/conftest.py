@@ -51,7 +51,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             raise pytest.UsageError(f"building web/dist failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in the main thread
+# while it is open, and tests elsewhere that call asyncio.run would find it there.
+@pytest.fixture(scope="module")
 def chromium():
     executable = chromium_path()
     if executable is None:
