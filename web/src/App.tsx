@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { lazy, Suspense, useEffect, useState } from "react";
 import { AuthScreen } from "./components/Auth/AuthScreen";
 import { SessionDialog } from "./components/Auth/SessionDialog";
 import { ChatView } from "./components/Chat/ChatView";
@@ -7,6 +7,8 @@ import { Sidebar } from "./components/Sidebar/Sidebar";
 import { threadFromPath } from "./lib/route";
 import { useTheme } from "./lib/theme";
 import { useChat } from "./store/chat";
+
+const SearchPalette = lazy(() => import("./components/Search/SearchPalette"));
 
 export function App() {
   const booted = useChat((s) => s.booted);
@@ -18,6 +20,13 @@ export function App() {
   const openThread = useChat((s) => s.openThread);
   const [theme, toggleTheme] = useTheme();
   const [menuOpen, setMenuOpen] = useState(false);
+  // Mounted on first use (the palette is loaded lazily), then kept so a second open is instant.
+  const [searchUsed, setSearchUsed] = useState(false);
+  const [searchOpen, setSearchOpen] = useState(false);
+  const openSearch = () => {
+    setSearchUsed(true);
+    setSearchOpen(true);
+  };
 
   useEffect(() => {
     void boot();
@@ -35,6 +44,10 @@ export function App() {
       if ((e.ctrlKey || e.metaKey) && e.shiftKey && e.key.toLowerCase() === "o") {
         e.preventDefault();
         void openThread(null);
+      } else if ((e.ctrlKey || e.metaKey) && !e.shiftKey && !e.altKey && e.key.toLowerCase() === "k") {
+        e.preventDefault();
+        setSearchUsed(true);
+        setSearchOpen((o) => !o);
       }
     };
     window.addEventListener("keydown", onKey);
@@ -59,11 +72,19 @@ export function App() {
             ☰
           </button>
           <h1 className="thread-heading">{activeId == null ? "New chat" : title || "Untitled chat"}</h1>
+          <button type="button" className="small search-open" aria-keyshortcuts="Control+K Meta+K" onClick={openSearch}>
+            Search <kbd>Ctrl K</kbd>
+          </button>
         </header>
         <ChatView />
         <Composer />
       </main>
       {authLost && <SessionDialog />}
+      {searchUsed && user && (
+        <Suspense fallback={null}>
+          <SearchPalette open={searchOpen} onOpenChange={setSearchOpen} />
+        </Suspense>
+      )}
     </div>
   );
 }

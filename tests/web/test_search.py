@@ -1,0 +1,77 @@
+"""The Ctrl+K search palette in a real Chromium: results as you type, grouped by chat and highlighted,
+keyboard navigation, and Enter opening the message on its own branch."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.web.test_chat import answers, send, sign_up
+
+pytestmark = pytest.mark.browser
+
+
+def test_palette_finds_grouped_highlighted_results_and_opens_the_message_on_its_branch(browser):
+    page = browser.page
+    sign_up(page)
+    send(page, "tell me about quasar magnets")
+    expect(answers(page).last).to_have_attribute("data-status", "complete")
+    question = page.get_by_role("article", name="You").first
+    target = question.get_attribute("data-message-id")
+    first_chat = page.url
+    # A second version of the question: the first one is no longer on the active branch.
+    question.get_by_role("button", name="Edit").click()
+    question.get_by_role("textbox", name="Edited message").fill("something else entirely")
+    question.get_by_role("textbox", name="Edited message").press("Enter")
+    expect(question.locator(".bubble")).to_have_text("something else entirely")
+    expect(answers(page).last).to_have_attribute("data-status", "complete")
+
+    page.get_by_role("button", name="+ New chat").click()
+    send(page, "a quasar in another chat")
+    expect(answers(page).last).to_have_attribute("data-status", "complete")
+
+    page.keyboard.press("Control+k")
+    palette = page.get_by_role("dialog", name="Search chats")
+    box = palette.get_by_role("combobox", name="Search chats")
+    expect(box).to_be_focused()
+    box.press_sequentially("quas", delay=30)
+    box.press_sequentially("ar")
+    results = palette.get_by_role("listbox")
+    groups = results.get_by_role("group")
+    expect(groups).to_have_count(2)
+    expect(results.locator("[cmdk-group-heading]")).to_contain_text(["quasar", "quasar"])
+    marks = results.locator("mark")
+    expect(marks.first).to_have_text(re.compile("quasar", re.I))
+    options = results.get_by_role("option")
+    expect(options.first).to_have_attribute("aria-selected", "true")
+    count = options.count()
+    assert count >= 3  # both questions and both answers that repeat them
+    # Move with the arrow keys to the old version of the first question.
+    target_option = results.locator(f'[cmdk-item][data-message-id="{target}"]')
+    expect(target_option).to_contain_text("tell me about")
+    for _ in range(count):
+        if target_option.get_attribute("aria-selected") == "true":
+            break
+        page.keyboard.press("ArrowDown")
+    expect(target_option).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("Enter")
+
+    expect(palette).to_have_count(0)
+    expect(page).to_have_url(first_chat)
+    opened = page.locator(f'article[data-message-id="{target}"]')
+    expect(opened.locator(".bubble")).to_have_text("tell me about quasar magnets")
+    expect(opened).to_have_class(re.compile("highlighted"))
+    expect(opened.get_by_label("Version 1 of 2")).to_be_visible()
+    expect(answers(page).last.locator(".answer")).to_have_text("You said: tell me about quasar magnets")
+    expect(opened).to_be_in_viewport()
+
+    # Esc closes; the button opens it too; nothing found says so.
+    page.get_by_role("button", name=re.compile("^Search")).click()
+    expect(palette).to_be_visible()
+    palette.get_by_role("combobox", name="Search chats").fill("zzxqv nothing like it")
+    expect(palette).to_contain_text("Nothing found")
+    page.keyboard.press("Escape")
+    expect(palette).to_have_count(0)
+    assert browser.page_errors == []
