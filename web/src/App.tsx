@@ -3,6 +3,7 @@ import { AuthScreen } from "./components/Auth/AuthScreen";
 import { SessionDialog } from "./components/Auth/SessionDialog";
 import { ChatView } from "./components/Chat/ChatView";
 import { Composer } from "./components/Composer/Composer";
+import { DropZone } from "./components/Attachments/DropZone";
 import { Sidebar } from "./components/Sidebar/Sidebar";
 import { threadFromPath } from "./lib/route";
 import { useTheme } from "./lib/theme";
@@ -65,7 +66,7 @@ export function App() {
     <div className="app">
       <Sidebar open={menuOpen} onClose={() => setMenuOpen(false)} theme={theme} onToggleTheme={toggleTheme} />
       {menuOpen && <div className="scrim phone-only" onClick={() => setMenuOpen(false)} aria-hidden="true" />}
-      <main className="main">
+      <DropZone className="main">
         <header className="topbar">
           <button type="button" className="icon phone-only" aria-label="Open chat list" aria-expanded={menuOpen}
                   onClick={() => setMenuOpen(true)}>
@@ -78,7 +79,7 @@ export function App() {
         </header>
         <ChatView />
         <Composer />
-      </main>
+      </DropZone>
       {authLost && <SessionDialog />}
       {searchUsed && user && (
         <Suspense fallback={null}>

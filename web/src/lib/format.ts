@@ -35,3 +35,9 @@ export function formatPrice(m: Model): string {
 export function modelSummary(m: Model): string {
   return [m.label, formatWindow(m.context_window), formatPrice(m)].filter(Boolean).join(" · ");
 }
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(n < 10 * 1024 ? 1 : 0)} KB`;
+  return `${(n / (1024 * 1024)).toFixed(1)} MB`;
+}

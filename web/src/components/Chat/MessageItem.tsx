@@ -1,13 +1,15 @@
 import { useState } from "react";
 import type { Message } from "../../api/client";
 import { useChat } from "../../store/chat";
+import { Sources, type Citation } from "../Attachments/Sources";
 import { MessageEditor } from "../Versions/MessageEditor";
 import { TurnActions } from "../Versions/TurnActions";
 import { Markdown } from "./Markdown";
 import { MessageMeta } from "./MessageMeta";
 
-interface ErrorMeta {
+interface AnswerMeta {
   error?: { code?: string; message?: string };
+  citations?: Citation[];
 }
 
 export function MessageItem({ message, busy }: { message: Message; busy: boolean }) {
@@ -32,7 +34,7 @@ export function MessageItem({ message, busy }: { message: Message; busy: boolean
   }
 
   const failed = message.status === "error" || message.status === "interrupted";
-  const error = (message.meta as ErrorMeta).error;
+  const { error, citations } = message.meta as AnswerMeta;
   return (
     <article
       className={`message assistant status-${message.status}${mark}`}
@@ -63,6 +65,7 @@ export function MessageItem({ message, busy }: { message: Message; busy: boolean
         </div>
       )}
       {message.status === "cancelled" && <p className="muted stopped">Stopped.</p>}
+      {citations && citations.length > 0 && <Sources citations={citations} />}
       <div className="message-foot">
         {streaming ? (
           <button type="button" className="small stop" onClick={() => void stop(message.id)}

@@ -3,6 +3,9 @@ import { useShallow } from "zustand/react/shallow";
 import { formatSize, formatTokens } from "../../lib/format";
 import { draftKey, load, save } from "../../lib/storage";
 import { useChat, type Overrides } from "../../store/chat";
+import { AttachButton } from "../Attachments/AttachButton";
+import { FileList } from "../Attachments/FileList";
+import { useAttach } from "../Attachments/useAttach";
 import { SettingsPanel, currentSettings } from "../Settings/SettingsPanel";
 import { useTokenCount } from "./useTokenCount";
 
@@ -21,6 +24,7 @@ export function Composer() {
   const [sending, setSending] = useState(false);
   const [showSettings, setShowSettings] = useState(false);
   const textarea = useRef<HTMLTextAreaElement>(null);
+  const attach = useAttach();
   const shownFor = useRef(activeId);
   const id = useId();
 
@@ -105,7 +109,9 @@ export function Composer() {
       {showSettings && (
         <SettingsPanel id={`${id}-settings`} models={models} overrides={overrides} onOverrides={setOverrides} />
       )}
+      <FileList threadId={activeId} />
       <div className="composer-box">
+        <AttachButton disabled={!!authLost} />
         <label htmlFor={`${id}-text`} className="visually-hidden">
           Message
         </label>
@@ -117,6 +123,13 @@ export function Composer() {
           value={text}
           onChange={(e) => change(e.target.value)}
           onKeyDown={onKeyDown}
+          onPaste={(e) => {
+            // Files on the clipboard (a screenshot, a copied file) are attached; text pastes as usual.
+            const files = [...e.clipboardData.files];
+            if (files.length === 0) return;
+            e.preventDefault();
+            void attach(files);
+          }}
           aria-describedby={`${id}-count`}
         />
         <button type="submit" className="primary send" disabled={empty || blocked} aria-label="Send message">
