@@ -53,6 +53,7 @@ def main() -> None:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=executable, args=LAUNCH_ARGS)
                 shoot(browser, server.url)
+                shoot_features(browser, server.url)
                 browser.close()
         finally:
             server.stop()
@@ -105,6 +106,70 @@ def shoot(browser, url: str) -> None:
         page.screenshot(path=OUT / f"phone-sidebar-{theme}.png")
         phone.close()
     print(f"screenshots in {OUT.relative_to(ROOT)}")
+
+
+REACTOR = """# Kettering reactor log
+
+The zorblax reactor at Kettering was commissioned in 1987 by the engineer Ilse Varga. Its cooling loop
+runs on molten tin, and it is inspected every spring.
+"""
+
+
+def shoot_features(browser, url: str) -> None:
+    """The diff modal, the search palette and an answer with its sources."""
+    context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 800}, color_scheme="light")
+    page = context.new_page()
+    page.goto("/")
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_label("Email").fill("grace@example.com")
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Sign up").click()
+    box = page.get_by_role("textbox", name="Message")
+    answer = page.get_by_role("article", name="Assistant").last
+
+    first = ("Lisbon in three days: day one the Alfama and the castle, day two Belém and its tower, "
+             "day three a train to Sintra for the palaces.")
+    box.fill(f"Plan a short trip to Lisbon [[fake reply='{first}']]")
+    box.press("Enter")
+    expect(answer).to_have_attribute("data-status", "complete")
+    answer.get_by_role("button", name="Edit").click()
+    editor = answer.get_by_role("textbox", name="Corrected answer")
+    editor.fill("Lisbon in three days: day one the Alfama and the São Jorge castle, day two Belém and the "
+                "Jerónimos monastery, day three a day trip to Sintra for the Pena palace.")
+    editor.press("Enter")
+    expect(answer.get_by_label("Version 2 of 2")).to_be_visible()
+    answer.get_by_role("button", name="Compare versions").click()
+    modal = page.get_by_role("dialog", name="Compare versions")
+    expect(modal.locator("ins").first).to_be_visible()
+    page.screenshot(path=OUT / "diff-modal-light.png")
+    page.keyboard.press("Escape")
+
+    page.get_by_role("button", name="+ New chat").click()
+    box.fill("Which castle should we see first in Lisbon?")
+    box.press("Enter")
+    expect(answer).to_have_attribute("data-status", "complete")
+    page.keyboard.press("Control+k")
+    palette = page.get_by_role("dialog", name="Search chats")
+    palette.get_by_role("combobox").fill("castle lisbon")
+    expect(palette.locator("mark").first).to_be_visible()
+    page.screenshot(path=OUT / "search-palette-light.png")
+    page.keyboard.press("Escape")
+
+    page.get_by_role("button", name="+ New chat").click()
+    page.get_by_label("Files to attach").set_input_files(
+        files=[{"name": "reactor-log.md", "mimeType": "text/markdown", "buffer": REACTOR.encode()}])
+    expect(page.get_by_role("listitem", name="reactor-log.md")).to_have_attribute("data-status", "ready",
+                                                                                  timeout=30_000)
+    reply = "It was commissioned in 1987 by the engineer Ilse Varga [1], and its cooling loop runs on molten tin [1]."
+    box.fill(f"Who commissioned the zorblax reactor? [[fake reply='{reply}']]")
+    box.press("Enter")
+    expect(answer.get_by_role("region", name="Sources")).to_be_visible()
+    expect(answer).to_have_attribute("data-status", "complete")
+    page.screenshot(path=OUT / "answer-sources-light.png")
+    answer.get_by_role("button", name="Source 1: reactor-log.md").click()
+    expect(page.get_by_label("Passage")).to_be_visible()
+    page.screenshot(path=OUT / "source-passage-light.png")
+    context.close()
 
 
 if __name__ == "__main__":
