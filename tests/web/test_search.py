@@ -74,4 +74,13 @@ def test_palette_finds_grouped_highlighted_results_and_opens_the_message_on_its_
     expect(palette).to_contain_text("Nothing found")
     page.keyboard.press("Escape")
     expect(palette).to_have_count(0)
+
+    # Esc that closes the palette does not also stop an answer being written.
+    send(page, "[[fake tokens=40 interval=0.05]]")
+    expect(answers(page).last).to_contain_text("w2")
+    page.keyboard.press("Control+k")
+    expect(palette).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(palette).to_have_count(0)
+    expect(answers(page).last).to_have_attribute("data-status", "complete")
     assert browser.page_errors == []

@@ -11,11 +11,7 @@ export function AttachButton({ disabled }: { disabled?: boolean }) {
     <>
       <button type="button" className="icon attach" aria-label="Attach files" title="Attach files (or drop or paste them)"
               disabled={disabled} onClick={() => input.current?.click()}>
-        {/* Drawn, not an emoji: not every system has an emoji font. */}
-        <svg width="18" height="18" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2"
-             strokeLinecap="round" strokeLinejoin="round" aria-hidden="true">
-          <path d="M21.4 11.1l-9.2 9.2a6 6 0 0 1-8.5-8.5l9.2-9.2a4 4 0 0 1 5.7 5.7l-9.2 9.2a2 2 0 0 1-2.8-2.8l8.5-8.5" />
-        </svg>
+        <span className="paperclip" aria-hidden="true" />
       </button>
       <input ref={input} type="file" multiple hidden accept={ACCEPT} aria-label="Files to attach"
              onChange={(e) => {

@@ -11,12 +11,13 @@ export function ChatView() {
   const scroller = useRef<HTMLDivElement>(null);
   const pinned = useRef(true);
 
-  // Esc stops the answer being written, from anywhere on the page.
+  // Esc stops the answer being written, from anywhere on the page, unless it is closing a dialog
+  // (a <dialog>, or the search palette).
   const streamingId = messages.find((m) => m.role === "assistant" && m.status === "streaming")?.id;
   useEffect(() => {
     if (streamingId == null) return;
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === "Escape" && !e.defaultPrevented && !document.querySelector("dialog[open]")) void stop(streamingId);
+      if (e.key === "Escape" && !e.defaultPrevented && !document.querySelector("dialog[open], [role=dialog]")) void stop(streamingId);
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
