@@ -90,13 +90,15 @@ class Fts5Keywords:
     ) -> dict[int, float]:
         if not q_terms or not chunk_ids:
             return {}
+        # One pass over the matches, filtered here: with `rowid IN (...)` beside MATCH, SQLite runs the
+        # full-text query once per listed rowid (10x slower at 300 candidates, measured on SciFact).
+        wanted = set(chunk_ids)
         rows = await session.execute(
-            text("SELECT c.id, -bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
-                 "WHERE chunks_fts MATCH :q AND c.user_id = :u AND chunks_fts.rowid IN :ids"
-                 ).bindparams(bindparam("ids", expanding=True)),
-            {"q": _fts_query(q_terms), "u": user_id, "ids": list(chunk_ids)},
+            text("SELECT c.id, c.user_id, -bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+                 "WHERE chunks_fts MATCH :q"),
+            {"q": _fts_query(q_terms)},
         )
-        return {int(c): float(s) for c, s in rows}
+        return {int(c): float(s) for c, owner, s in rows if c in wanted and owner == user_id}
 
 
 # Okapi BM25 with the Lucene IDF, ln(1 + (N - df + 0.5) / (df + 0.5)), over the user's own chunks.
