@@ -1,9 +1,13 @@
 // Search over everything the user has said, and the one rule for showing its snippets safely.
 import { call, client, type SearchHit } from "../api/client";
 
-export async function searchAll(q: string, signal: AbortSignal): Promise<SearchHit[]> {
-  const { items } = await call(client.POST("/api/convo/search", { body: { q, limit: 30 }, signal }));
-  return items;
+export interface SearchPage {
+  items: SearchHit[];
+  next_cursor: string | null;
+}
+
+export async function searchAll(q: string, signal: AbortSignal, cursor: string | null = null): Promise<SearchPage> {
+  return call(client.POST("/api/convo/search", { body: { q, limit: 30, cursor }, signal }));
 }
 
 export interface SnippetPart {

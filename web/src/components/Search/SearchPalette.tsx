@@ -27,6 +27,7 @@ export default function SearchPalette({ open, onOpenChange }: { open: boolean; o
   const openAt = useChat((s) => s.openAt);
   const [query, setQuery] = useState("");
   const [hits, setHits] = useState<SearchHit[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
   const [searching, setSearching] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const latest = useRef(0);
@@ -38,6 +39,7 @@ export default function SearchPalette({ open, onOpenChange }: { open: boolean; o
     const ticket = ++latest.current;
     if (!q) {
       setHits([]);
+      setCursor(null);
       setSearching(false);
       setError(null);
       return;
@@ -46,9 +48,10 @@ export default function SearchPalette({ open, onOpenChange }: { open: boolean; o
     setSearching(true);
     const timer = setTimeout(() => {
       searchAll(q, controller.signal).then(
-        (items) => {
+        (page) => {
           if (ticket !== latest.current) return;
-          setHits(items);
+          setHits(page.items);
+          setCursor(page.next_cursor);
           setError(null);
           setSearching(false);
         },
@@ -64,6 +67,19 @@ export default function SearchPalette({ open, onOpenChange }: { open: boolean; o
       controller.abort();
     };
   }, [query]);
+
+  async function more() {
+    if (!cursor) return;
+    const ticket = latest.current;
+    try {
+      const page = await searchAll(query.trim(), new AbortController().signal, cursor);
+      if (ticket !== latest.current) return; // the query changed meanwhile
+      setHits((shown) => [...shown, ...page.items]);
+      setCursor(page.next_cursor);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  }
 
   function choose(hit: SearchHit) {
     onOpenChange(false);
@@ -92,6 +108,11 @@ export default function SearchPalette({ open, onOpenChange }: { open: boolean; o
             ))}
           </Command.Group>
         ))}
+        {cursor && (
+          <Command.Item value="more" onSelect={() => void more()} className="palette-more">
+            More results…
+          </Command.Item>
+        )}
       </Command.List>
       <div className="palette-foot muted">↑↓ to move · Enter to open · Esc to close</div>
     </Command.Dialog>

@@ -7,6 +7,7 @@ export function RegenerateMenu({ message, disabled }: { message: Message; disabl
   const models = useChat((s) => s.models);
   const regenerate = useChat((s) => s.regenerate);
   const [open, setOpen] = useState(false);
+  const [below, setBelow] = useState(false);
   const menu = useRef<HTMLDivElement>(null);
   const trigger = useRef<HTMLButtonElement>(null);
   const id = useId();
@@ -50,11 +51,16 @@ export function RegenerateMenu({ message, disabled }: { message: Message; disabl
   return (
     <span className="menu-anchor">
       <button ref={trigger} type="button" className="small" aria-haspopup="menu" aria-expanded={open}
-              aria-controls={open ? id : undefined} disabled={disabled} onClick={() => setOpen((o) => !o)}>
+              aria-controls={open ? id : undefined} disabled={disabled}
+              onClick={() => {
+                // Opens upwards unless that would run off the top of the window.
+                setBelow((trigger.current?.getBoundingClientRect().top ?? 0) < 80 + 36 * (models.length + 1));
+                setOpen((o) => !o);
+              }}>
         ↻ Regenerate
       </button>
       {open && (
-        <div ref={menu} id={id} className="menu" role="menu" aria-label="Regenerate with" onKeyDown={onKeyDown}>
+        <div ref={menu} id={id} className={below ? "menu below" : "menu"} role="menu" aria-label="Regenerate with" onKeyDown={onKeyDown}>
           <button type="button" role="menuitem" onClick={() => choose(null)}>
             Same model{message.model ? ` (${message.model})` : ""}
           </button>
