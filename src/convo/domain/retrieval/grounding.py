@@ -4,6 +4,7 @@ token budget, as a system message that asks the model to cite them as [1], [2]â€
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,8 @@ from convo.db.models import Attachment, User
 
 if TYPE_CHECKING:
     from convo.domain.files import Files
+
+log = logging.getLogger(__name__)
 
 CANDIDATES = 8
 SNIPPET_CHARS = 300
@@ -58,7 +61,12 @@ class Grounder:
         scope = await self._ready(user, scope or [])
         if not scope or not question.strip() or budget <= 0:
             return None
-        hits = await self.files.retrieval.search(user.id, question, k=CANDIDATES, attachment_ids=scope)
+        try:
+            hits = await self.files.retrieval.search(user.id, question, k=CANDIDATES, attachment_ids=scope)
+        except Exception:
+            # A broken embedder (say, a remote endpoint down) must not stop the conversation itself.
+            log.exception("retrieval for grounding failed; answering without sources")
+            return None
         if not hits:
             return None
 
