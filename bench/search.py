@@ -270,15 +270,16 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def pg_server_url() -> tuple[str, object | None]:
+def pg_server_url(keep: Path | None = None) -> tuple[str, object | None]:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url, None
     import pgserver
 
-    folder = tempfile.mkdtemp(prefix="cvbench")
-    server = pgserver.get_server(folder, cleanup_mode="delete")
-    server.psql("CREATE DATABASE convo_bench;")
+    folder = keep / "pgdata" if keep else tempfile.mkdtemp(prefix="cvbench")
+    server = pgserver.get_server(folder, cleanup_mode="stop" if keep else "delete")
+    if not (keep and (keep / "built").exists()):
+        server.psql("CREATE DATABASE convo_bench;")
     uri = server.get_uri().replace("/postgres?", "/convo_bench?")
     return uri.replace("postgresql://", "postgresql+asyncpg://"), server
 
@@ -301,8 +302,23 @@ def bench_engine(engine: str, args: argparse.Namespace) -> dict[str, object]:
 
     result: dict[str, object] = {"engine": engine}
     server = None
+    keep = Path(args.keep) / engine if args.keep else None
+    if keep is not None and (keep / "built").exists():
+        # A kept database from an earlier run: only the queries are timed (samples are regenerated).
+        for _ in sampled(chunks):
+            pass
+        if engine == "sqlite":
+            url = f"sqlite+aiosqlite:///{keep / 'convo.db'}"
+        else:
+            url, server = pg_server_url(keep)
+        result.update(load_s=0.0, index_s=0.0, index_mb=0.0, data_mb=0.0)
+        queries = make_queries(corpus, samples, args.queries)
+        result["timings"] = asyncio.run(run_queries(url, args.users, queries))
+        return result
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     if engine == "sqlite":
-        folder = Path(tempfile.mkdtemp(prefix="cvbench"))
+        folder = keep or Path(tempfile.mkdtemp(prefix="cvbench"))
         path = folder / "convo.db"
         url = f"sqlite+aiosqlite:///{path}"
         migrate.upgrade(url, "0001")
@@ -314,7 +330,7 @@ def bench_engine(engine: str, args: argparse.Namespace) -> dict[str, object]:
         result["index_mb"] = (sqlite_size(path) - before) / 1e6
         result["data_mb"] = before / 1e6
     else:
-        url, server = pg_server_url()
+        url, server = pg_server_url(keep)
         import psycopg
 
         migrate.upgrade(url, "0001")
@@ -331,11 +347,14 @@ def bench_engine(engine: str, args: argparse.Namespace) -> dict[str, object]:
                 conn.execute("SELECT pg_relation_size('ix_search_docs_tsv')").fetchone()[0] / 1e6
             )
             result["data_mb"] = conn.execute("SELECT pg_total_relation_size('messages')").fetchone()[0] / 1e6
+    if keep is not None:
+        (keep / "built").touch()
     queries = make_queries(corpus, samples, args.queries)
     result["timings"] = asyncio.run(run_queries(url, args.users, queries))
     if server is not None:
-        server.cleanup()
-    elif engine == "sqlite":
+        if keep is None:
+            server.cleanup()
+    elif engine == "sqlite" and keep is None:
         for f in folder.iterdir():
             f.unlink()
         folder.rmdir()
@@ -402,6 +421,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--queries", type=int, default=200, help="queries per class")
     parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument(
+        "--keep", metavar="DIR", help="build the databases in DIR once and reuse them on later runs"
+    )
     args = parser.parse_args()
     results = []
     for engine in args.engines.split(","):
