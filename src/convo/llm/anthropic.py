@@ -10,7 +10,7 @@ import httpx2
 
 from convo.llm import tokens
 from convo.llm.base import ChatMessage, ChatRequest, Chunk, ModelSpec, TextDelta, UpstreamError, Usage
-from convo.llm.openai_compat import sdk_http_client, sse_data, status_error
+from convo.llm.openai_compat import error_detail, sdk_http_client, sse_data, status_error
 from convo.llm.prices import ANTHROPIC_DEFAULT_MODELS
 
 DEFAULT_MAX_TOKENS = 4096
@@ -90,7 +90,7 @@ class AnthropicProvider:
         except anthropic.APIConnectionError as exc:
             raise _connection_error(started) from exc
         except anthropic.APIStatusError as exc:
-            raise status_error(exc.status_code, _error_text(exc)) from exc
+            raise status_error(exc.status_code, error_detail(exc.body, exc.message)) from exc
         except (httpx2.TimeoutException, TimeoutError) as exc:
             raise UpstreamError("Anthropic stopped sending.", code="upstream_timeout") from exc
         except httpx2.TransportError as exc:
@@ -126,11 +126,3 @@ def _connection_error(started: bool) -> UpstreamError:
         return UpstreamError("Anthropic broke off its answer.", code="upstream_stream_broken")
     return UpstreamError("Cannot reach Anthropic.", code="upstream_unreachable")
 
-
-def _error_text(exc: anthropic.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:500]
-    return str(exc.message)[:500]

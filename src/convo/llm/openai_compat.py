@@ -117,7 +117,7 @@ class OpenAIProvider:
         except openai.APIConnectionError as exc:
             raise _connection_error(exc.__cause__ or exc, started) from exc
         except openai.APIStatusError as exc:
-            raise status_error(exc.status_code, _error_text(exc)) from exc
+            raise status_error(exc.status_code, error_detail(exc.body, exc.message)) from exc
         except (httpx2.TimeoutException, TimeoutError) as exc:
             raise UpstreamError("The model server stopped sending.", code="upstream_timeout") from exc
         except httpx2.TransportError as exc:
@@ -160,13 +160,13 @@ def _connection_error(exc: BaseException, started: bool) -> UpstreamError:
     return UpstreamError(f"Cannot reach the model server ({type(exc).__name__}).", code="upstream_unreachable")
 
 
-def _error_text(exc: openai.APIStatusError) -> str:
-    body = exc.body
+def error_detail(body: object, fallback: str) -> str:
+    """The message inside an error body shaped `{"error": {"message": ...}}` (OpenAI and Anthropic)."""
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])[:500]
-    return str(exc.message)[:500]
+    return str(fallback)[:500]
 
 
 def status_error(status: int, detail: str) -> UpstreamError:
