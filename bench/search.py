@@ -401,10 +401,13 @@ def report(results: list[dict[str, object]], args: argparse.Namespace) -> None:
         a, b = results
         pa = percentile(everything[a["engine"]], 95)  # type: ignore[index]
         pb = percentile(everything[b["engine"]], 95)  # type: ignore[index]
-        print(
-            f"\np95 {b['engine']}/{a['engine']}: {pb / pa:.2f}x; index build {b['engine']}/{a['engine']}: "
-            f"{b['index_s'] / a['index_s']:.2f}x; index size {b['index_mb'] / a['index_mb']:.2f}x"
-        )  # type: ignore[operator]
+        line = f"\np95 {b['engine']}/{a['engine']}: {pb / pa:.2f}x"
+        if a["index_s"] and b["index_s"]:  # not timed when --keep reused the databases
+            line += (
+                f"; index build {b['engine']}/{a['engine']}: {b['index_s'] / a['index_s']:.2f}x"  # type: ignore[operator]
+                f"; index size {b['index_mb'] / a['index_mb']:.2f}x"  # type: ignore[operator]
+            )
+        print(line)
     for r in results:
         values = everything[r["engine"]]  # type: ignore[index]
         print(
