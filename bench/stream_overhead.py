@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -222,12 +221,13 @@ async def main_async(args: argparse.Namespace) -> None:
             body = {"model": "fake-gpt", "stream": True, "messages": [{"role": "user", "content": "hello"}],
                     "stream_options": {"include_usage": True}}
             direct, direct_wall = await run_phase(
-                n, lambda i: stream(host, fake_port, "/v1/chat/completions", body, {}, direct_token))
+                n, lambda i, body=body: stream(host, fake_port, "/v1/chat/completions", body, {}, direct_token))
             cpu_before = proc.cpu_seconds()
             stop = asyncio.Event()
             watcher = asyncio.create_task(proc.watch(stop))
             via, via_wall = await run_phase(
-                n, lambda i: stream(host, convo_port, f"/api/threads/{threads[i]}/messages", {"content": "hello"},
+                n, lambda i, threads=threads: stream(host, convo_port, f"/api/threads/{threads[i]}/messages",
+                                                    {"content": "hello"},
                                     auth, convo_token))
             stop.set()
             await watcher

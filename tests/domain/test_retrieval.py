@@ -193,7 +193,6 @@ def test_time_decay_prefers_the_newer_of_two_equal_chunks(tmp_path) -> None:  # 
                 chunks, _ = plain.prepare("Harbour tide tables for the spring season.", embed=False)
                 await plain.store(session, attachment, chunks, None)
                 ids.append(attachment.id)
-        before = [h.attachment_id for h in await plain.search(user.id, "tide tables", mode="bm25")]
         decayed = await decaying.search(user.id, "tide tables", mode="bm25")
         await db.close()
         return ids, [h.attachment_id for h in decayed], [h.score for h in decayed]

@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.test_chat import answers, composer, send, sign_up
+from tests.web.test_chat import answers, send, sign_up
 
 pytestmark = pytest.mark.browser
 

@@ -282,7 +282,7 @@ class Files:
         folder = self._user_dir(user.id)
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         partial = folder / f".upload-{uuid.uuid4().hex}"
-        digest, size, head = hashlib.sha256(), 0, bytearray()
+        digest, size = hashlib.sha256(), 0
         try:
             with partial.open("wb") as out:
                 async for piece in body:
