@@ -27,8 +27,10 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     settings = get_settings()
-    if args.workers > 1 and not settings.redis_url:
-        sys.exit("--workers above 1 needs REDIS_URL, so the workers share streams and cancels.")
+    if args.workers > 1:
+        # Streams and cancels live in each process's memory until the Redis event bus exists; two
+        # workers would each miss the other's answers.
+        sys.exit("--workers above 1 is not supported yet: run one process (streams live in its memory).")
     _prepare_database(settings, migrate=False)
     if args.workers > 1:
         metrics_dir = settings.data_dir.resolve() / "metrics"
