@@ -16,7 +16,6 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("./var"), alias="CONVO_DATA_DIR")
     database_url: str | None = Field(None, alias="DATABASE_URL")
-    redis_url: str | None = Field(None, alias="REDIS_URL")
 
     openai_api_key: str | None = Field(None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
