@@ -313,8 +313,11 @@ class Chat:
         def count(text: str) -> int:
             return resolved.provider.count_tokens(model.upstream_id, text) + 4
 
-        fixed = await asyncio.to_thread(lambda: sum(count(m.content) for m in prompt + history[-1:]))
-        budget = min((window - reserve) // 2, window - reserve - fixed)
+        def budget() -> int:
+            # Counted only once there are sources to place: most threads have no files.
+            fixed = sum(count(m.content) for m in prompt + history[-1:])
+            return min((window - reserve) // 2, window - reserve - fixed)
+
         return await self.grounder.ground(user, thread_id, history[-1].content, attachment_ids, count=count,
                                           budget=budget)
 

@@ -50,16 +50,17 @@ class Grounder:
         attachment_ids: list[int] | None,
         *,
         count: Callable[[str], int],
-        budget: int,
+        budget: Callable[[], int],
     ) -> Grounding | None:
         """Sources for `question` from the named attachments, or else the thread's ready ones; None
-        when there is nothing to ground on. `count` measures tokens as the answering model does."""
+        when there is nothing to ground on. `count` measures tokens as the answering model does;
+        `budget` says how many the sources may take, and is only worked out when there are sources."""
         if attachment_ids is not None:
             scope = await self.files.scope(user, attachment_ids=attachment_ids)
         else:
             scope = await self.files.scope(user, thread_id=thread_id)
         scope = await self._ready(user, scope or [])
-        if not scope or not question.strip() or budget <= 0:
+        if not scope or not question.strip():
             return None
         try:
             hits = await self.files.retrieval.search(user.id, question, k=CANDIDATES, attachment_ids=scope)
@@ -71,13 +72,14 @@ class Grounder:
             return None
 
         def pack() -> Grounding | None:
+            limit = budget()
             used = count(INSTRUCTION) + 8
             parts, citations = [INSTRUCTION], []
             for hit in hits:
                 n = len(citations) + 1
                 block = _source(n, hit.filename, hit.text)
                 tokens = count(block) + 2
-                if used + tokens > budget:
+                if used + tokens > limit:
                     continue  # a shorter, lower-ranked chunk may still fit
                 used += tokens
                 parts.append(block)
