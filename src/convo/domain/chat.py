@@ -133,9 +133,7 @@ class Chat:
             await asyncio.sleep(self.settings.checkpoint_seconds)
             try:
                 await self._checkpoint()
-                sweep = getattr(self.streams, "sweep", None)
-                if sweep:
-                    sweep()
+                self.streams.sweep()
                 if time.monotonic() - last_reap > self.lease.total_seconds():
                     last_reap = time.monotonic()
                     await self.reap()

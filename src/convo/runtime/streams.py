@@ -45,6 +45,10 @@ class StreamLog(Protocol):
         the log is closed and read to its end. Raises LogMissing if there is no such log."""
         ...
 
+    def sweep(self) -> None:
+        """Forget finished logs past their retention (housekeeping calls it about once a second)."""
+        ...
+
 
 class _Log:
     __slots__ = ("events", "closed_at", "changed")
