@@ -270,14 +270,19 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def pg_server_url(keep: Path | None = None) -> tuple[str, object | None]:
+def pg_server_url(keep: Path | None = None, shared_buffers: str = "") -> tuple[str, object | None]:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url, None
     import pgserver
+    from pgserver._commands import pg_ctl
 
     folder = keep / "pgdata" if keep else tempfile.mkdtemp(prefix="cvbench")
     server = pgserver.get_server(folder, cleanup_mode="stop" if keep else "delete")
+    if shared_buffers and server.psql("SHOW shared_buffers;").split()[2] != shared_buffers:
+        # pgserver starts with PostgreSQL's 128 MB; a server set up for its machine gives more.
+        server.psql(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}';")
+        pg_ctl(["-w", "-l", str(server.log), "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60)
     if not (keep and (keep / "built").exists()):
         server.psql("CREATE DATABASE convo_bench;")
     uri = server.get_uri().replace("/postgres?", "/convo_bench?")
@@ -310,7 +315,7 @@ def bench_engine(engine: str, args: argparse.Namespace) -> dict[str, object]:
         if engine == "sqlite":
             url = f"sqlite+aiosqlite:///{keep / 'convo.db'}"
         else:
-            url, server = pg_server_url(keep)
+            url, server = pg_server_url(keep, args.pg_shared_buffers)
         result.update(load_s=0.0, index_s=0.0, index_mb=0.0, data_mb=0.0)
         queries = make_queries(corpus, samples, args.queries)
         result["timings"] = asyncio.run(run_queries(url, args.users, queries))
@@ -330,7 +335,7 @@ def bench_engine(engine: str, args: argparse.Namespace) -> dict[str, object]:
         result["index_mb"] = (sqlite_size(path) - before) / 1e6
         result["data_mb"] = before / 1e6
     else:
-        url, server = pg_server_url(keep)
+        url, server = pg_server_url(keep, args.pg_shared_buffers)
         import psycopg
 
         migrate.upgrade(url, "0001")
@@ -364,7 +369,8 @@ def bench_engine(engine: str, args: argparse.Namespace) -> dict[str, object]:
 def report(results: list[dict[str, object]], args: argparse.Namespace) -> None:
     print(
         f"\nSearch benchmark: {args.messages:,} messages, {args.users} users, {args.queries} queries a class, "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end\n"
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; PostgreSQL shared_buffers "
+        f"{args.pg_shared_buffers or 'default (128MB)'}\n"
     )
     print(f"{'engine':<11}{'load s':>9}{'index s':>9}{'index MB':>10}{'data MB':>9}")
     for r in results:
@@ -424,6 +430,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--queries", type=int, default=200, help="queries per class")
     parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument(
+        "--pg-shared-buffers",
+        default="1GB",
+        help="shared_buffers of the bundled PostgreSQL ('' keeps its 128MB default; PostgreSQL's docs "
+        "suggest 25%% of RAM for a dedicated server)",
+    )
     parser.add_argument(
         "--keep", metavar="DIR", help="build the databases in DIR once and reuse them on later runs"
     )

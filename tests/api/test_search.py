@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.api.test_files import attach
 from tests.support import Api
 
 
@@ -346,3 +347,38 @@ def test_answers_are_indexed_when_finished_and_edits_and_deletes_follow(api: Api
 
     assert api.delete(f"/api/threads/{thread['id']}").status_code == 204
     assert search(api, key)["items"] == []
+
+
+def test_file_text_is_found_once_per_file_by_its_words_and_its_name(server: Any, api: Api) -> None:
+    key, name_key = word(), word()
+    thread = api.thread(title="reading list")
+    other_thread = api.thread(title="elsewhere")
+    # Long enough for several chunks, the key in each: the file still shows once, at its best chunk.
+    paragraphs = [f"Section {n}. The {key} keeper trims the wick and logs the beam. " + "Fog rolls in. " * 40
+                  for n in range(8)]
+    attachment = attach(api, thread["id"], f"log-{name_key}.md", "\n\n".join(paragraphs).encode())
+    assert attachment["chunk_count"] > 1
+
+    items = search(api, key)["items"]
+    assert len(items) == 1
+    hit = items[0]
+    assert hit["kind"] == "attachment" and hit["attachment_id"] == attachment["id"]
+    assert hit["filename"] == f"log-{name_key}.md" and hit["message_id"] is None and hit["role"] is None
+    assert hit["thread_id"] == thread["id"] and hit["thread_title"] == "reading list"
+    assert f"<mark>{key}</mark> keeper" in hit["snippet"]
+    for name in (name_key, f"log-{name_key}.md", f"log {name_key[:5]}*"):
+        assert [i["attachment_id"] for i in search(api, name)["items"]] == [attachment["id"]], name
+    assert [i["kind"] for i in search(api, f'"{key} keeper"')["items"]] == ["attachment"]
+
+    # Filters: files have no role; the thread filter keeps them to their chat.
+    assert search(api, key, role="user")["items"] == []
+    assert search(api, key, thread_id=other_thread["id"])["items"] == []
+    assert len(search(api, key, thread_id=thread["id"])["items"]) == 1
+    other = server.api()
+    try:
+        assert search(other, key)["items"] == [] and search(other, name_key)["items"] == []
+    finally:
+        other.close()
+
+    assert api.delete(f"/api/attachments/{attachment['id']}").status_code == 204
+    assert search(api, key)["items"] == [] and search(api, name_key)["items"] == []

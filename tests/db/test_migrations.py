@@ -42,13 +42,16 @@ def run(url: str, *statements: str) -> list[list[tuple]]:
 
 
 def key(user: int, kind: int, doc: int) -> int:
-    """The document key of migration 0002: owner, kind (0 message, 1 thread title), id."""
+    """The document key of migrations 0002 and 0004: owner, kind (0 message, 1 thread title, 2 file chunk), id."""
     return user << 37 | kind << 34 | doc
 
 
 def indexed(url: str) -> list[tuple]:
     if url.startswith("sqlite"):
-        return run(url, "SELECT rowid, body FROM search_index ORDER BY rowid")[0]
+        return run(
+            url,
+            "SELECT rowid, body FROM search_index UNION ALL SELECT rowid, body FROM search_files ORDER BY rowid",
+        )[0]
     rows = run(
         url,
         "SELECT (user_id::bigint << 37) + (kind::bigint << 34) + doc_id, tsv::text FROM search_docs ORDER BY 1",
@@ -68,6 +71,8 @@ def test_every_head_keeps_the_search_triggers(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'heads.db'}"
     migrate.upgrade(url)
     assert sorted(name for (name,) in triggers(url)) == [
+        "search_chunk_delete",
+        "search_chunk_insert",
         "search_message_delete",
         "search_message_insert",
         "search_message_update",
@@ -89,18 +94,35 @@ def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
         " VALUES (1, 1, 1, 'user', 'Grüße aus 東京都', 'complete', '{}', 0, '2026-01-01', '2026-01-01'),"
         " (2, 1, 1, 'assistant', 'half an answer', 'streaming', '{}', 0, '2026-01-01', '2026-01-01')",
     )
+    migrate.upgrade(db_url, "0003")
+    run(
+        db_url,
+        "INSERT INTO attachments (id, user_id, thread_id, filename, content_type, size, sha256, storage_path, "
+        "status, chunk_count, created_at, updated_at) VALUES (1, 1, 1, 'lighthouse.md', 'text/markdown', 10, "
+        "'x', '1/1', 'ready', 2, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+        "INSERT INTO chunks (id, attachment_id, user_id, position, text, tokens, length, created_at) VALUES "
+        "(1, 1, 1, 0, 'The keeper logs the beam', 5, 5, '2026-01-01'), "
+        "(2, 1, 1, 1, 'Fog horn schedule', 3, 3, '2026-01-01')",
+    )
     migrate.upgrade(db_url)
     assert migrate.is_current(db_url)
-    assert len(triggers(db_url)) == 6
+    assert len(triggers(db_url)) == 8
     rows = indexed(db_url)
-    # The existing message and title are backfilled; the streaming answer is not indexed yet.
-    assert [k for k, _ in rows] == [key(1, 0, 1), key(1, 1, 1)]
+    # The existing message, title and file chunks are backfilled; the streaming answer is not indexed yet.
+    assert [k for k, _ in rows] == [key(1, 0, 1), key(1, 1, 1), key(1, 2, 1), key(1, 2, 2)]
     assert "grusse" in rows[0][1] and "東京" in rows[0][1] and "京都" in rows[0][1]
     assert "cafe" in rows[1][1]
+    # The file's name is searchable through its first chunk only.
+    assert "lighthouse" in rows[2][1] and "keeper" in rows[2][1] and "lighthouse" not in rows[3][1]
+    if not db_url.startswith("sqlite"):
+        # Every lexeme is its owner's, and each document carries its month.
+        assert "'1:grusse'" in rows[0][1] and "'1:@m202601'" in rows[0][1] and "'1:@title'" in rows[1][1]
+    run(db_url, "DELETE FROM chunks WHERE id = 2")
+    assert [k for k, _ in indexed(db_url)] == [key(1, 0, 1), key(1, 1, 1), key(1, 2, 1)]
 
     run(db_url, "UPDATE messages SET content = 'the whole answer', status = 'complete' WHERE id = 2")
-    assert [k for k, _ in indexed(db_url)] == [key(1, 0, 1), key(1, 0, 2), key(1, 1, 1)]
-    run(db_url, "DELETE FROM threads WHERE id = 1")  # cascades to its messages
+    assert [k for k, _ in indexed(db_url)] == [key(1, 0, 1), key(1, 0, 2), key(1, 1, 1), key(1, 2, 1)]
+    run(db_url, "DELETE FROM threads WHERE id = 1")  # cascades to its messages, files and their chunks
     assert indexed(db_url) == []
 
     migrate.downgrade(db_url, "0001")

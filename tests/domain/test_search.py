@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from convo.db.models import User
 from convo.db.search_text import index_text
+from convo.db.session import Database
+from convo.domain import search as search_module
 from convo.domain.search import Term, fts5_match, highlight, parse_query
+from tests.support import run_async
 
 
 def test_parse_words_phrases_and_prefixes() -> None:
@@ -108,69 +115,111 @@ def test_query_terms_are_never_empty_strings(q: str) -> None:
         assert term.query_text()[0].strip()
 
 
-def test_a_very_common_query_ranks_its_newest_matches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With more matches than CANDIDATES, the newest are ranked, and the cursor ends there."""
-    import asyncio
-
-    from sqlalchemy import text
-
+@pytest.fixture(params=["sqlite", "postgresql"])
+def search_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database with one user (id 1) and one thread (id 1), on each engine."""
     from convo.db import migrate
-    from convo.db.models import User
-    from convo.db.session import Database
-    from convo.domain import search as search_module
+    from tests.conftest import _fresh_pg_database
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cap.db'}"
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'search.db'}"
+    else:
+        pg = request.getfixturevalue("pg_url")
+        url = _fresh_pg_database(pg, f"convo_search_{os.getpid()}").replace("postgresql://", "postgresql+asyncpg://")
     migrate.upgrade(url)
+    run_async(
+        _write(
+            url,
+            "INSERT INTO users (id, email, name, password_hash, role, disabled, created_at) "
+            "VALUES (1, 'a@x', '', 'x', 'user', false, '2020-01-01 00:00:00')",
+            "INSERT INTO threads (id, user_id, title, created_at, updated_at) "
+            "VALUES (1, 1, 'common ground', '2020-01-01 00:00:00', '2020-01-01 00:00:00')",
+        )
+    )
+    return url
+
+
+async def _write(url: str, *statements: str, rows: list[dict[str, Any]] | None = None) -> None:
+    if rows and url.startswith("sqlite"):  # SQLite keeps UTC times as text, as the app's column type does
+        rows = [{k: v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v for k, v in row.items()}
+                for row in rows]
+    db = Database(url)
+    try:
+        async with db.write() as session:
+            for statement in statements:
+                await session.execute(text(statement), rows) if rows else await session.execute(text(statement))
+    finally:
+        await db.close()
+
+
+MESSAGE_SQL = (
+    "INSERT INTO messages (id, thread_id, user_id, role, content, status, meta, event_seq, created_at, "
+    "updated_at) VALUES (:id, 1, 1, :role, :content, 'complete', '{}', 0, :at, :at)"
+)
+
+
+async def _everything(search: search_module.Search, q: str, **filters: Any) -> list[search_module.Hit]:
+    seen, cursor = [], None
+    while True:
+        hits, cursor = await search.search(User(id=1), q, limit=4, cursor=cursor,
+                                           filters=search_module.Filters(**filters))
+        seen += hits
+        if cursor is None:
+            return seen
+
+
+def test_a_very_common_query_ranks_its_newest_matches(search_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more matches than CANDIDATES, titles and then the newest are ranked, and the cursor ends there."""
     monkeypatch.setattr(search_module, "CANDIDATES", 5)
+    rows = [
+        {"id": i, "role": "user" if i % 2 else "assistant", "content": f"common word number {i}",
+         "at": datetime(2026, 1, i, tzinfo=UTC)}
+        for i in range(1, 21)
+    ]
+    run_async(_write(search_db, MESSAGE_SQL, rows=rows))
 
     async def scenario() -> None:
-        db = Database(url)
+        db = Database(search_db)
         try:
-            async with db.write() as session:
-                await session.execute(
-                    text(
-                        "INSERT INTO users (id, email, name, password_hash, role, disabled, created_at) "
-                        "VALUES (1, 'a@x', '', 'x', 'user', 0, '2026-01-01 00:00:00')"
-                    )
-                )
-                await session.execute(
-                    text(
-                        "INSERT INTO threads (id, user_id, title, created_at, updated_at) "
-                        "VALUES (1, 1, 'common ground', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
-                    )
-                )
-                for i in range(1, 21):
-                    await session.execute(
-                        text(
-                            "INSERT INTO messages (id, thread_id, user_id, role, content, status, meta, "
-                            "event_seq, created_at, updated_at) VALUES (:id, 1, 1, :role, :content, 'complete', "
-                            "'{}', 0, :at, :at)"
-                        ),
-                        {
-                            "id": i,
-                            "role": "user" if i % 2 else "assistant",
-                            "content": f"common word number {i}",
-                            "at": f"2026-01-{i:02d} 00:00:00",
-                        },
-                    )
             search = search_module.Search(db)
-            user = User(id=1)
-            seen, cursor = [], None
-            while True:
-                hits, cursor = await search.search(user, "common", limit=4, cursor=cursor)
-                seen += hits
-                if cursor is None:
-                    break
-            # Titles come first, then the newest messages, up to CANDIDATES in all.
+            seen = await _everything(search, "common")
             assert [h.kind for h in seen].count("thread") == 1
             assert sorted(h.message_id for h in seen if h.kind == "message") == [17, 18, 19, 20]
-            users_only, _ = await search.search(
-                user, "common", limit=20, filters=search_module.Filters(role="user")
-            )
+            users_only = await _everything(search, "common", role="user")
             assert sorted(h.message_id for h in users_only) == [11, 13, 15, 17, 19]
         finally:
             await db.close()
 
-    asyncio.run(scenario())
+    run_async(scenario())
+
+
+def test_matches_of_every_age_are_found_and_dates_filter_them(search_db: str) -> None:
+    """PostgreSQL reads month windows newest first and then everything older; nothing may fall between
+    them, whatever the dates asked for."""
+    now = datetime.now(UTC)
+    ages = {1: 0, 2: 20, 3: 45, 4: 100, 5: 200, 6: 400, 7: 700, 8: 1500}  # days old
+    rows = [
+        {"id": i, "role": "user", "content": f"vintage note {i}",
+         "at": now - timedelta(days=days)}
+        for i, days in ages.items()
+    ]
+    run_async(_write(search_db, MESSAGE_SQL, rows=rows))
+
+    async def scenario() -> None:
+        db = Database(search_db)
+        try:
+            search = search_module.Search(db)
+            found = await _everything(search, "vintage")
+            assert sorted(h.message_id for h in found) == list(ages)
+            # Same relevance: the recency boost orders them newest first.
+            assert [h.message_id for h in found] == sorted(ages, key=ages.__getitem__)
+            window = await _everything(search, "vintage", since=now - timedelta(days=150),
+                                       until=now - timedelta(days=10))
+            assert sorted(h.message_id for h in window) == [2, 3, 4]
+            old = await _everything(search, "vint*", until=now - timedelta(days=365))
+            assert sorted(h.message_id for h in old) == [6, 7, 8]
+            assert await _everything(search, "vintage", since=now + timedelta(days=1)) == []
+        finally:
+            await db.close()
+
+    run_async(scenario())

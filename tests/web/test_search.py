@@ -84,3 +84,31 @@ def test_palette_finds_grouped_highlighted_results_and_opens_the_message_on_its_
     expect(palette).to_have_count(0)
     expect(answers(page).last).to_have_attribute("data-status", "complete")
     assert browser.page_errors == []
+
+
+def test_palette_finds_text_inside_files_and_opens_their_chat(browser):
+    page = browser.page
+    sign_up(page)
+    page.get_by_label("Files to attach").set_input_files(files=[{
+        "name": "kettering-log.md", "mimeType": "text/markdown",
+        "buffer": b"# Reactor log\n\nThe zorblax reactor at Kettering runs its cooling loop on molten tin.\n"}])
+    region = page.get_by_role("region", name="Files in this chat")
+    expect(region.get_by_role("listitem", name="kettering-log.md")).to_have_attribute(
+        "data-status", "ready", timeout=20_000)
+    file_chat = page.url
+    page.get_by_role("button", name="+ New chat").click()
+    send(page, "something unrelated")
+    expect(answers(page).last).to_have_attribute("data-status", "complete")
+
+    page.keyboard.press("Control+k")
+    palette = page.get_by_role("dialog", name="Search chats")
+    palette.get_by_role("combobox", name="Search chats").fill("zorblax")
+    option = palette.get_by_role("option").first
+    expect(option).to_contain_text("File")
+    expect(option).to_contain_text("kettering-log.md")
+    expect(option.locator("mark")).to_have_text("zorblax")
+    page.keyboard.press("Enter")
+    expect(palette).to_have_count(0)
+    expect(page).to_have_url(file_chat)
+    expect(region.get_by_role("listitem", name="kettering-log.md")).to_be_visible()
+    assert browser.page_errors == []

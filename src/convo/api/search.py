@@ -36,6 +36,9 @@ class SearchHit(BaseModel):
     snippet: str
     score: float
     created_at: datetime
+    # For kind "attachment": the file the snippet was found in (its name matches too).
+    attachment_id: int | None = None
+    filename: str | None = None
 
 
 class SearchResults(BaseModel):

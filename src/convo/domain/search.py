@@ -1,6 +1,7 @@
-"""Search over everything a user has written or been answered: messages and thread titles.
+"""Search over everything a user has written or been answered: messages, thread titles and the text of
+uploaded files.
 
-The index is maintained by database triggers (migration 0002), so this module only reads. A query is
+The index is maintained by database triggers (migrations 0002 and 0004), so this module only reads. A query is
 parsed here into terms that are always handed to the engine as quoted text, never as operators, so no
 input can produce an engine syntax error: words are ANDed, "quoted phrases" and prefix* work, anything
 else is literal text. Relevance is BM25 (SQLite FTS5) or cover density (`ts_rank_cd`, PostgreSQL),
@@ -21,7 +22,7 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -33,14 +34,17 @@ from convo.domain.threads import owned_thread
 from convo.errors import InvalidInput
 from convo.observability import SEARCH
 
-# Document kinds and the key layout of migration 0002: owner << 37 | kind << 34 | document id.
-MESSAGE, THREAD = 0, 1
+# Document kinds and the key layout of migrations 0002 and 0004: owner << 37 | kind << 34 | document id
+# (an attachment's document is one of its chunks).
+MESSAGE, THREAD, ATTACHMENT = 0, 1, 2
 USER_SHIFT, KIND_SHIFT = 37, 34
 DOC_MASK = (1 << KIND_SHIFT) - 1
 # How many of the newest matches are ranked. BM25 and recency cost a few microseconds a match; a word in
 # every tenth message of a big history would otherwise rank tens of thousands. Rarer queries rank every
 # match; a very common one ranks its newest (titles first), and dates or more words reach older ones.
 CANDIDATES = 1000
+# PostgreSQL reads matches newest first, in windows of whole months (see Search._pg_sql).
+WINDOW_MONTHS = (1, 1, 2, 4, 8)
 
 # Beyond this many terms a query is not narrowed further: each term is one more posting list to walk.
 MAX_TERMS = 32
@@ -208,6 +212,8 @@ class Hit:
     snippet: str
     score: float
     created_at: datetime
+    attachment_id: int | None = None
+    filename: str | None = None
 
 
 @dataclass
@@ -283,7 +289,9 @@ class Search:
             if self.db.is_sqlite:
                 sql = self._sqlite_sql(user, terms, filters, after, params)
             else:
-                sql = self._pg_sql(user, terms, filters, after, params)
+                # Parallel workers would start every window of the query at once (see _pg_sql).
+                await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+                sql = self._pg_sql(user, terms, filters, after, params, now)
             rows = (await session.execute(text(sql), params)).all()
             more = len(rows) > limit
             rows = rows[:limit]
@@ -305,11 +313,8 @@ class Search:
         params["match"] = match
         # This user's rowid range: FTS5 seeks into it and walks it newest first. One statement, because
         # bm25() counts each term's documents over the whole index once per statement.
-        first, last = user.id << USER_SHIFT, ((user.id + 1) << USER_SHIFT) - 1
-        where = [f"search_index MATCH :match AND rowid BETWEEN {first} AND {last}"]
-        if filters.role:
-            where.append("role = :role")
-            params["role"] = filters.role
+        first = user.id << USER_SHIFT
+        where = []
         if filters.since:
             where.append("created_at >= :since")
             params["since"] = _epoch(filters.since)
@@ -321,11 +326,24 @@ class Search:
         # phrase and merging every expansion of a prefix: up to 10x the user's own share of the work.
         # Those queries rank their candidates by recency alone (see the module docstring).
         global_stats = not any(term.phrase or term.prefix for term in terms)
-        relevance = "-bm25(search_index, 1.0, 0.0)" if global_stats else "1.0"
+
+        def candidates(table: str, low: int, high: int, extra: list[str]) -> str:
+            relevance = f"-bm25({table}, 1.0, 0.0)" if global_stats else "1.0"
+            conditions = " AND ".join([f"{table} MATCH :match", f"rowid BETWEEN {low} AND {high}", *where, *extra])
+            return (
+                f"SELECT key, relevance * {recency} AS score FROM ("
+                f"SELECT rowid AS key, created_at, {relevance} AS relevance "
+                f"FROM {table} WHERE {conditions} ORDER BY rowid DESC LIMIT {CANDIDATES})"
+            )
+
+        messages_and_titles = (first, first + (ATTACHMENT << KIND_SHIFT) - 1)
+        if filters.role:
+            params["role"] = filters.role
+            return Search._page(candidates("search_index", *messages_and_titles, ["role = :role"]), after, params)
+        files = (first + (ATTACHMENT << KIND_SHIFT), first + (ATTACHMENT + 1 << KIND_SHIFT) - 1)
         inner = (
-            f"SELECT key, relevance * {recency} AS score FROM ("
-            f"SELECT rowid AS key, created_at, {relevance} AS relevance "
-            f"FROM search_index WHERE {' AND '.join(where)} ORDER BY rowid DESC LIMIT {CANDIDATES})"
+            f"{candidates('search_index', *messages_and_titles, [])} UNION ALL "
+            f"{candidates('search_files', *files, [])}"
         )
         return Search._page(inner, after, params)
 
@@ -336,38 +354,57 @@ class Search:
         filters: Filters,
         after: tuple[float, int] | None,
         params: dict[str, Any],
+        now: float,
     ) -> str:
-        scope = [f"'@u{user.id}'"]
-        where = ["d.user_id = :user_id"]
         params["user_id"] = user.id
+        # Every lexeme of a document carries its owner (migration 0004), so the query's must too: this
+        # is both the ownership condition and what keeps the GIN scan within this user's postings.
+        words = _pg_tsquery(terms, params)
         if filters.thread_id is not None:
-            scope.append(f"'@t{filters.thread_id}'")
+            params["thread"] = f"@t{filters.thread_id}"
+            words = f"({words} && CAST(quote_literal(:thread) AS tsquery))"
+        conditions = []
         if filters.role:
-            where.append("d.role = :role")
+            conditions.append("d.role = :role")
             params["role"] = filters.role
-        params["scope"] = " & ".join(scope)
         if filters.since:
-            where.append("d.created_at >= :since")
+            conditions.append("d.created_at >= :since")
             params["since"] = filters.since
         if filters.until:
-            where.append("d.created_at < :until")
+            conditions.append("d.created_at < :until")
             params["until"] = filters.until
-        tsquery = _pg_tsquery(terms, params)
+        # Titles first (as SQLite's rowid order has them), then messages and files newest first, a few
+        # months at a time: each window ANDs its month lexemes to the query, and the Append below runs
+        # its branches in order under the LIMIT, so the first windows that hold CANDIDATES matches end
+        # the scan. A word in every tenth message of a long history then reads ~1,500 rows instead of
+        # all its matches, and a rare word costs a few cheap GIN probes.
+        windows: list[tuple[str, list[str]]] = [("CAST('''@title''' AS tsquery)", [])]
+        for n, (months, before) in enumerate(_month_windows(now, filters.since, filters.until)):
+            where = [f"d.kind <> {THREAD}"]
+            if before is not None:
+                params[f"before{n}"] = before
+                where.append(f"d.created_at < :before{n}")
+            if months:
+                params[f"m{n}"] = " | ".join(f"'@m{month}'" for month in months)
+                windows.append((f"CAST(:m{n} AS tsquery)", where))
+            else:
+                windows.append(("", where))
+        branches = []
+        for lexemes, where in windows:
+            match = f"{words} && {lexemes}" if lexemes else words
+            condition = " AND ".join([f"d.tsv @@ convo_owned_tsquery(:user_id, {match})", *conditions, *where])
+            branches.append(
+                f"(SELECT (d.user_id::bigint << {USER_SHIFT}) + (d.kind::bigint << {KIND_SHIFT}) + d.doc_id AS key, "
+                f"d.created_at, d.tsv FROM search_docs d WHERE {condition} ORDER BY d.created_at DESC)"
+            )
         recency = _RECENCY.format(
             greatest="greatest",
             now="CAST(:now AS float8)",
             created="extract(epoch FROM c.created_at)::float8",
         )
-        # Matching is cheap with the GIN index; ranking reads every candidate's tsvector, so only the
-        # newest CANDIDATES (titles first) are ranked, as on SQLite.
-        matches = (
-            f"SELECT (d.user_id::bigint << {USER_SHIFT}) + (d.kind::bigint << {KIND_SHIFT}) + d.doc_id AS key, "
-            f"d.created_at, d.tsv FROM search_docs d "
-            f"WHERE d.tsv @@ ({tsquery} && CAST(:scope AS tsquery)) AND {' AND '.join(where)} "
-            f"ORDER BY d.kind DESC, d.created_at DESC LIMIT {CANDIDATES}"
-        )
         inner = (
-            f"SELECT c.key, ts_rank_cd(c.tsv, {tsquery}, 1)::float8 * {recency} AS score FROM ({matches}) c"
+            f"SELECT c.key, ts_rank_cd(c.tsv, convo_owned_tsquery(:user_id, {words}), 1)::float8 * {recency} "
+            f"AS score FROM (SELECT * FROM ({' UNION ALL '.join(branches)}) w LIMIT {CANDIDATES}) c"
         )
         return Search._page(inner, after, params)
 
@@ -390,59 +427,79 @@ class Search:
     ) -> list[Hit]:
         """Load what the page shows. The owner is checked again, here rather than in SQL: a `user_id`
         condition leads SQLite's planner to walk the user's whole index instead of the primary keys."""
-        message_ids = [key & DOC_MASK for key, _ in ranked if _kind_of(key) == MESSAGE]
-        thread_ids = [key & DOC_MASK for key, _ in ranked if _kind_of(key) == THREAD]
-        messages: dict[int, Any] = {}
-        threads: dict[int, Any] = {}
-        if message_ids:
-            rows = await session.execute(
-                text(
-                    "SELECT m.id, m.user_id, m.thread_id, m.role, m.content, m.created_at, t.title "
-                    "FROM messages m JOIN threads t ON t.id = m.thread_id WHERE m.id IN "
-                    f"({', '.join(str(i) for i in message_ids)})"
-                ),
-            )
-            messages = {r.id: r for r in rows if r.user_id == user.id}
-        if thread_ids:
-            rows = await session.execute(
-                text(
-                    "SELECT id, user_id, title, updated_at FROM threads WHERE id IN "
-                    f"({', '.join(str(i) for i in thread_ids)})"
-                ),
-            )
-            threads = {r.id: r for r in rows if r.user_id == user.id}
-        hits = []
+
+        async def load(kind: int, sql: str) -> dict[int, Any]:
+            ids = [key & DOC_MASK for key, _ in ranked if _kind_of(key) == kind]
+            if not ids:
+                return {}
+            rows = await session.execute(text(sql.format(ids=", ".join(str(i) for i in ids))))
+            return {r.id: r for r in rows if r.user_id == user.id}
+
+        messages = await load(
+            MESSAGE,
+            "SELECT m.id, m.user_id, m.thread_id, m.role, m.content, m.created_at, t.title "
+            "FROM messages m JOIN threads t ON t.id = m.thread_id WHERE m.id IN ({ids})",
+        )
+        threads = await load(THREAD, "SELECT id, user_id, title, updated_at FROM threads WHERE id IN ({ids})")
+        chunks = await load(
+            ATTACHMENT,
+            "SELECT c.id, c.user_id, c.text, a.id AS attachment_id, a.filename, a.thread_id, a.created_at, "
+            "t.title FROM chunks c JOIN attachments a ON a.id = c.attachment_id "
+            "JOIN threads t ON t.id = a.thread_id WHERE c.id IN ({ids})",
+        )
+        hits: list[Hit] = []
+        files_seen: set[int] = set()
         for key, score in ranked:
-            doc_id, kind = key & DOC_MASK, _kind_of(key)
+            doc_id, kind, score = key & DOC_MASK, _kind_of(key), round(score, 6)
             if kind == MESSAGE and doc_id in messages:
                 m = messages[doc_id]
-                hits.append(
-                    Hit(
-                        "message",
-                        m.thread_id,
-                        m.title,
-                        m.id,
-                        m.role,
-                        highlight(m.content, terms),
-                        round(score, 6),
-                        _as_utc(m.created_at),
-                    )
-                )
+                hits.append(Hit("message", m.thread_id, m.title, m.id, m.role, highlight(m.content, terms),
+                                score, _as_utc(m.created_at)))
             elif kind == THREAD and doc_id in threads:
                 t = threads[doc_id]
-                hits.append(
-                    Hit(
-                        "thread",
-                        t.id,
-                        t.title,
-                        None,
-                        None,
-                        highlight(t.title, terms),
-                        round(score, 6),
-                        _as_utc(t.updated_at),
-                    )
-                )
+                hits.append(Hit("thread", t.id, t.title, None, None, highlight(t.title, terms), score,
+                                _as_utc(t.updated_at)))
+            elif kind == ATTACHMENT and doc_id in chunks:
+                c = chunks[doc_id]
+                # A file shows once a page, at its best chunk: overlapping chunks often match together.
+                if c.attachment_id in files_seen:
+                    continue
+                files_seen.add(c.attachment_id)
+                hits.append(Hit("attachment", c.thread_id, c.title, None, None, highlight(c.text, terms), score,
+                                _as_utc(c.created_at), attachment_id=c.attachment_id, filename=c.filename))
         return hits
+
+
+def _month_windows(
+    now: float, since: datetime | None, until: datetime | None
+) -> list[tuple[list[str], datetime | None]]:
+    """Newest-first windows of whole UTC months ("202611"), WINDOW_MONTHS long, within [since, until);
+    then one window without month lexemes for everything older, bounded by its `before`."""
+    last = _aware(until) - timedelta(microseconds=1) if until else datetime.fromtimestamp(now, UTC)
+    newest, oldest = _month_number(last), _month_number(_aware(since)) if since else None
+    windows: list[tuple[list[str], datetime | None]] = []
+    month = newest
+    for size in WINDOW_MONTHS:
+        months = [m for m in range(month, month - size, -1) if oldest is None or m >= oldest]
+        if not months:
+            return windows
+        windows.append(([f"{m // 12:04d}{m % 12 + 1:02d}" for m in months], None))
+        month -= size
+    if oldest is None or oldest <= month:
+        windows.append(([], _month_start(month + 1)))
+    return windows
+
+
+def _month_number(moment: datetime) -> int:
+    return moment.year * 12 + moment.month - 1
+
+
+def _month_start(number: int) -> datetime:
+    return datetime(number // 12, number % 12 + 1, 1, tzinfo=UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _kind_of(key: int) -> int:

@@ -665,6 +665,10 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+            /** Attachment Id */
+            attachment_id?: number | null;
+            /** Filename */
+            filename?: string | null;
         };
         /** SearchIn */
         SearchIn: {

@@ -99,9 +99,11 @@ export default function SearchPalette({ open, onOpenChange }: { open: boolean; o
         {groups.map((group) => (
           <Command.Group key={group.threadId} heading={group.title}>
             {group.hits.map((hit, i) => (
-              <Command.Item key={`${hit.kind}-${hit.message_id ?? i}`} value={`${group.threadId}-${hit.kind}-${hit.message_id ?? i}`}
+              <Command.Item key={`${hit.kind}-${hit.message_id ?? hit.attachment_id ?? i}`}
+                            value={`${group.threadId}-${hit.kind}-${hit.message_id ?? hit.attachment_id ?? i}`}
                             onSelect={() => choose(hit)} data-message-id={hit.message_id ?? undefined}>
                 <span className="hit-kind">{kindLabel(hit)}</span>
+                {hit.filename && <span className="hit-file">{hit.filename}</span>}
                 <Snippet html={hit.snippet} />
                 <time className="muted" dateTime={hit.created_at}>{new Date(hit.created_at).toLocaleDateString()}</time>
               </Command.Item>
