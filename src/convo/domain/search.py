@@ -1,16 +1,21 @@
 """Search over everything a user has written or been answered: messages, thread titles and the text of
 uploaded files.
 
-The index is maintained by database triggers (migrations 0002 and 0004), so this module only reads. A query is
-parsed here into terms that are always handed to the engine as quoted text, never as operators, so no
+The index is maintained by database triggers (migrations 0002 and 0004), so this module only reads. A
+query is parsed here into terms that are always handed to the engine as quoted text, never as operators, so no
 input can produce an engine syntax error: words are ANDed, "quoted phrases" and prefix* work, anything
 else is literal text. Relevance is BM25 (SQLite FTS5) or cover density (`ts_rank_cd`, PostgreSQL),
 times a mild recency boost; snippets are cut and highlighted here from the original text.
 
 Ranking trade-offs, for p95 <= 30 ms at a million messages: only the newest CANDIDATES matches of a query
-are ranked (titles first). On SQLite a query holding a "phrase" or a prefix* ranks those by recency alone,
-because FTS5's bm25() would first re-run every phrase and prefix expansion over the whole index (every
-user's documents) to count them: 140 -> 11 ms p95 for phrases, 58 -> 31 ms for prefixes (bench/search.py).
+are ranked (titles first; files have their own CANDIDATES on SQLite). On SQLite a query holding a "phrase"
+or a prefix* ranks those by recency alone, because FTS5's bm25() would first re-run every phrase and
+prefix expansion over the whole index (every user's documents) to count them: 140 -> 11 ms p95 for
+phrases, 58 -> 31 ms for prefixes (bench/search.py). On PostgreSQL the index holds owner-prefixed
+lexemes and a month lexeme per document (migration 0004), and the newest matches are read a few months
+at a time (Search._pg_sql): without both, a common word read every user's postings and then every one
+of its matches from the table (1M messages, common words: p95 69 -> 40 ms with PostgreSQL's default
+128 MB of shared_buffers, 23 ms with 1 GB).
 """
 
 from __future__ import annotations
