@@ -158,14 +158,23 @@ MESSAGE_SQL = (
 )
 
 
-async def _everything(search: search_module.Search, q: str, **filters: Any) -> list[search_module.Hit]:
-    seen, cursor = [], None
-    while True:
-        hits, cursor = await search.search(User(id=1), q, limit=4, cursor=cursor,
-                                           filters=search_module.Filters(**filters))
-        seen += hits
-        if cursor is None:
-            return seen
+def everything(url: str, q: str, **filters: Any) -> list[search_module.Hit]:
+    """Every hit of user 1 for `q`, page by page through the cursor."""
+
+    async def pages() -> list[search_module.Hit]:
+        db = Database(url)
+        try:
+            search, seen, cursor = search_module.Search(db), [], None
+            while True:
+                hits, cursor = await search.search(User(id=1), q, limit=4, cursor=cursor,
+                                                   filters=search_module.Filters(**filters))
+                seen += hits
+                if cursor is None:
+                    return seen
+        finally:
+            await db.close()
+
+    return run_async(pages())
 
 
 def test_a_very_common_query_ranks_its_newest_matches(search_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,19 +187,11 @@ def test_a_very_common_query_ranks_its_newest_matches(search_db: str, monkeypatc
     ]
     run_async(_write(search_db, MESSAGE_SQL, rows=rows))
 
-    async def scenario() -> None:
-        db = Database(search_db)
-        try:
-            search = search_module.Search(db)
-            seen = await _everything(search, "common")
-            assert [h.kind for h in seen].count("thread") == 1
-            assert sorted(h.message_id for h in seen if h.kind == "message") == [17, 18, 19, 20]
-            users_only = await _everything(search, "common", role="user")
-            assert sorted(h.message_id for h in users_only) == [11, 13, 15, 17, 19]
-        finally:
-            await db.close()
-
-    run_async(scenario())
+    seen = everything(search_db, "common")
+    assert [h.kind for h in seen].count("thread") == 1
+    assert sorted(h.message_id for h in seen if h.kind == "message") == [17, 18, 19, 20]
+    users_only = everything(search_db, "common", role="user")
+    assert sorted(h.message_id for h in users_only) == [11, 13, 15, 17, 19]
 
 
 def test_matches_of_every_age_are_found_and_dates_filter_them(search_db: str) -> None:
@@ -205,21 +206,12 @@ def test_matches_of_every_age_are_found_and_dates_filter_them(search_db: str) ->
     ]
     run_async(_write(search_db, MESSAGE_SQL, rows=rows))
 
-    async def scenario() -> None:
-        db = Database(search_db)
-        try:
-            search = search_module.Search(db)
-            found = await _everything(search, "vintage")
-            assert sorted(h.message_id for h in found) == list(ages)
-            # Same relevance: the recency boost orders them newest first.
-            assert [h.message_id for h in found] == sorted(ages, key=ages.__getitem__)
-            window = await _everything(search, "vintage", since=now - timedelta(days=150),
-                                       until=now - timedelta(days=10))
-            assert sorted(h.message_id for h in window) == [2, 3, 4]
-            old = await _everything(search, "vint*", until=now - timedelta(days=365))
-            assert sorted(h.message_id for h in old) == [6, 7, 8]
-            assert await _everything(search, "vintage", since=now + timedelta(days=1)) == []
-        finally:
-            await db.close()
-
-    run_async(scenario())
+    found = everything(search_db, "vintage")
+    assert sorted(h.message_id for h in found) == list(ages)
+    # Same relevance: the recency boost orders them newest first.
+    assert [h.message_id for h in found] == sorted(ages, key=ages.__getitem__)
+    window = everything(search_db, "vintage", since=now - timedelta(days=150), until=now - timedelta(days=10))
+    assert sorted(h.message_id for h in window) == [2, 3, 4]
+    old = everything(search_db, "vint*", until=now - timedelta(days=365))
+    assert sorted(h.message_id for h in old) == [6, 7, 8]
+    assert everything(search_db, "vintage", since=now + timedelta(days=1)) == []
