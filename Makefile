@@ -11,9 +11,13 @@ PORT ?= 8000
 run: install web
 	$(BIN)/convo serve --host $(HOST) --port $(PORT)
 
-test: install-test web
+test: install-test web lint
 	sh scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The rules are pinned in pyproject.toml and ruff itself in the test extras.
+lint: install-test
+	$(BIN)/ruff check src tests bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

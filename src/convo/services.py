@@ -10,8 +10,8 @@ from convo.db.session import Database
 from convo.domain.chat import Chat
 from convo.domain.files import Files
 from convo.domain.retrieval import Retrieval, Weights
-from convo.domain.retrieval.grounding import Grounder
 from convo.domain.retrieval.embeddings import Embedder, MiniLM, OpenAIEmbeddings
+from convo.domain.retrieval.grounding import Grounder
 from convo.domain.search import Search
 from convo.domain.threads import Threads
 from convo.domain.users import Users

@@ -64,7 +64,7 @@ def test_keywords_alone_miss_a_paraphrase_that_hybrid_finds(corpus: tuple) -> No
 
 
 def test_scores_are_exposed_and_ordered(corpus: tuple) -> None:
-    api, thread, ids = corpus
+    api, thread, _ids = corpus
     items = rag(api, "honey bees in the hive", thread_id=thread["id"], k=5)
     assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
     top = items[0]
@@ -76,7 +76,7 @@ def test_scores_are_exposed_and_ordered(corpus: tuple) -> None:
 
 
 def test_search_can_name_attachments(corpus: tuple) -> None:
-    api, thread, ids = corpus
+    api, _thread, ids = corpus
     items = rag(api, "honey", attachment_ids=[ids["bread.md"], ids["stars.txt"]], mode="hybrid")
     assert {i["attachment_id"] for i in items} <= {ids["bread.md"], ids["stars.txt"]}
 

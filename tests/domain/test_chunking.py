@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from convo.domain.retrieval.chunking import chunk_text
 from convo.domain.retrieval.embeddings import load_tokenizer
 
@@ -50,7 +52,7 @@ def test_consecutive_chunks_overlap_by_whole_sentences() -> None:
     text = " ".join(f"Fact {i} is that the value of item {i} equals {i * 3}." for i in range(80))
     chunks = chunk_text(text, count, size=100, overlap=30)
     assert len(chunks) >= 3
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         carried = [line for line in after.text.split("\n") if line in before.text.split("\n")]
         assert carried and before.text.endswith(carried[-1]) and after.text.startswith(carried[0])
         assert count(" ".join(carried)) <= 30

@@ -159,7 +159,7 @@ def test_the_job_runner_records_failures_and_stops_cleanly() -> None:
     assert done == [1] and failed == [(2, "boom")]
 
 
-def test_time_decay_prefers_the_newer_of_two_equal_chunks(tmp_path) -> None:  # noqa: ANN001
+def test_time_decay_prefers_the_newer_of_two_equal_chunks(tmp_path) -> None:
     from datetime import timedelta
 
     from convo.db import migrate

@@ -70,17 +70,17 @@ def chromium():
 
 
 @pytest.fixture
-def browser(chromium, server: Server) -> Iterator["Browser"]:
+def browser(chromium, server: Server) -> Iterator[Browser]:
     """A fresh browser profile (no cookies, no storage) on the server, at desktop size."""
     yield from _context(chromium, server, viewport={"width": 1280, "height": 860})
 
 
 @pytest.fixture
-def phone(chromium, server: Server) -> Iterator["Browser"]:
+def phone(chromium, server: Server) -> Iterator[Browser]:
     yield from _context(chromium, server, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
 
 
-def _context(chromium, server: Server, **options) -> Iterator["Browser"]:
+def _context(chromium, server: Server, **options) -> Iterator[Browser]:
     context = chromium.new_context(base_url=server.url, **options)
     context.set_default_timeout(10_000)
     wrapper = Browser(context, server)

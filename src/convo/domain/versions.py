@@ -14,7 +14,14 @@ from sqlalchemy import select
 from convo.db.models import Message, Thread, User, utcnow
 from convo.db.session import Database
 from convo.domain.chat import Chat, Started
-from convo.domain.threads import MessageView, ThreadView, active_branch, message_view, owned_message, version_views
+from convo.domain.threads import (
+    MessageView,
+    ThreadView,
+    active_branch,
+    message_view,
+    owned_message,
+    version_views,
+)
 from convo.domain.tree import load_tree
 from convo.errors import Conflict, InvalidInput
 

@@ -51,7 +51,7 @@ class StreamLog(Protocol):
 
 
 class _Log:
-    __slots__ = ("events", "closed_at", "changed")
+    __slots__ = ("changed", "closed_at", "events")
 
     def __init__(self) -> None:
         self.events: list[StreamEvent] = []
