@@ -14,7 +14,21 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from convo import __version__
-from convo.api import auth, errors, files, messages, models, ops, rag, search, threads, tokens, versions
+from convo.api import (
+    admin,
+    auth,
+    budget,
+    errors,
+    files,
+    messages,
+    models,
+    ops,
+    rag,
+    search,
+    threads,
+    tokens,
+    versions,
+)
 from convo.config import Settings, get_settings
 from convo.observability import MetricsMiddleware, setup_logging
 from convo.services import Services
@@ -55,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Convo", version=__version__, lifespan=lifespan)
     errors.install(app)
-    for module in (auth, models, threads, messages, versions, tokens, search, files, rag, ops):
+    for module in (auth, models, threads, messages, versions, tokens, search, files, rag, budget, admin, ops):
         app.include_router(module.router)
     if (WEB_DIST / "index.html").exists():
         app.mount("/", WebApp(directory=WEB_DIST, html=True), name="web")

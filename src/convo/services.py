@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from convo.config import Settings
 from convo.db.session import Database
+from convo.domain.billing import Billing
 from convo.domain.chat import Chat
 from convo.domain.files import Files
 from convo.domain.retrieval import Retrieval, Weights
@@ -31,6 +32,7 @@ class Services:
     users: Users
     threads: Threads
     chat: Chat
+    billing: Billing
     versions: Versions
     search: Search
     jobs: JobRunner
@@ -43,7 +45,8 @@ class Services:
         db = Database(settings.db_url)
         registry = build_registry(settings)
         streams = MemoryStreamLog(settings.stream_retention_seconds)
-        chat = Chat(db, registry, streams, LocalCancelBus(), settings)
+        billing = Billing(db, settings.daily_cost_budget)
+        chat = Chat(db, registry, streams, LocalCancelBus(), settings, billing)
         jobs = InProcessJobs()
         retrieval = Retrieval(db, build_embedder(settings), Weights(
             settings.rag_bm25_weight, settings.rag_vec_weight, settings.rag_time_decay))
@@ -56,6 +59,7 @@ class Services:
             users=Users(db, signup=settings.signup, session_days=settings.session_days),
             threads=Threads(db, registry),
             chat=chat,
+            billing=billing,
             versions=Versions(db, chat),
             search=Search(db),
             jobs=jobs,

@@ -114,6 +114,10 @@ class Message(Base):
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     # Refreshed while a generation runs; a stale one means the process that ran it died.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Daily budgets (domain/billing.py): an answer's exact cost once finished, and the worst case it
+    # holds while it is written.
+    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reserved_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -23,6 +23,7 @@ from convo import observability as obs
 from convo.config import Settings
 from convo.db.models import Message, Thread, User, utcnow
 from convo.db.session import Database
+from convo.domain.billing import Billing
 from convo.domain.retrieval.grounding import Grounder, Grounding
 from convo.domain.threads import MessageView, message_view, owned_message, owned_thread
 from convo.domain.tree import Node, Tree, load_tree
@@ -72,9 +73,11 @@ class Started:
 
 class Chat:
     def __init__(
-        self, db: Database, registry: Registry, streams: StreamLog, cancels: CancelBus, settings: Settings
+        self, db: Database, registry: Registry, streams: StreamLog, cancels: CancelBus, settings: Settings,
+        billing: Billing,
     ) -> None:
         self.db = db
+        self.billing = billing
         self.registry = registry
         self.streams = streams
         self.cancels = cancels
@@ -114,8 +117,9 @@ class Chat:
 
     async def reap(self, *, all_streaming: bool = False) -> int:
         """Mark answers that no live process is generating as `interrupted`, keeping their text."""
+        # The reservation is released, not charged: what the dead process spent upstream is unknown.
         query = update(Message).where(Message.status == "streaming").values(
-            status="interrupted", event_seq=Message.event_seq + 1, updated_at=utcnow()
+            status="interrupted", event_seq=Message.event_seq + 1, reserved_usd=None, updated_at=utcnow()
         )
         if self._runs:
             query = query.where(Message.id.not_in(list(self._runs)))
@@ -255,6 +259,8 @@ class Chat:
 
         now = utcnow()
         async with self.db.write() as session:
+            # First, so that a refused answer (402) writes nothing at all.
+            reservation = await self.billing.reserve(session, user.id, resolved.model, prompt_tokens, max_tokens)
             if question_id is None:
                 question = Message(
                     thread_id=thread.id, user_id=user.id, parent_id=parent_id, role="user", content=content,
@@ -269,7 +275,8 @@ class Chat:
             answer = Message(
                 thread_id=thread.id, user_id=user.id, parent_id=question.id, role="assistant", content="",
                 status="streaming", model=resolved.model.id, temperature=temperature, heartbeat_at=now,
-                event_seq=2 if citations else 1, meta={"citations": citations} if citations else {},
+                reserved_usd=reservation.reserved_usd, event_seq=2 if citations else 1,
+                meta={"citations": citations} if citations else {},
                 created_at=now, updated_at=now,
             )
             session.add(answer)
@@ -287,7 +294,7 @@ class Chat:
             tree.add(Node(question.id, parent_id, now))
         tree.add(Node(answer.id, question.id, now))
         answer_json = message_json(MessageView(answer, tree.version(answer.id)))
-        request = ChatRequest(resolved.model.upstream_id, fitted, temperature, max_tokens)
+        request = ChatRequest(resolved.model.upstream_id, fitted, temperature, reservation.max_tokens)
         await self._launch(
             Run(answer.id, thread.id, resolved.provider, resolved.model, request, prompt_tokens, answer_json,
                 citations=citations),
@@ -439,7 +446,7 @@ class Chat:
                 update(Message)
                 .where(Message.id == run.message_id)
                 .values(content=content, status=status, meta=meta, event_seq=run.seq + len(final),
-                        heartbeat_at=None, updated_at=now)
+                        cost_usd=cost, reserved_usd=None, heartbeat_at=None, updated_at=now)
             )
         if written.rowcount != 1:  # the thread was deleted while answering
             return

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -13,7 +14,7 @@ from sqlalchemy import delete, func, select
 
 from convo.db.models import AuthToken, User, utcnow
 from convo.db.session import Database
-from convo.errors import Conflict, Forbidden, Unauthorized
+from convo.errors import Conflict, Forbidden, NotFound, Unauthorized
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so both failures take the same time.
@@ -92,3 +93,25 @@ class Users:
     async def logout(self, token: str) -> None:
         async with self.db.write() as session:
             await session.execute(delete(AuthToken).where(AuthToken.token_hash == token_hash(token)))
+
+    # -- administration ----------------------------------------------------------------------------
+
+    async def list_all(self) -> list[User]:
+        async with self.db.read() as session:
+            return list(await session.scalars(select(User).order_by(User.id)))
+
+    async def update(self, admin: User, user_id: int, changes: dict[str, Any]) -> User:
+        """Set a user's daily budget (None: the server's default), role or disabled flag. An admin cannot
+        demote or disable themself, so a server always keeps someone who can undo a mistake."""
+        if user_id == admin.id and (changes.get("role", "admin") != "admin" or changes.get("disabled")):
+            raise Conflict("You cannot demote or disable your own account.", code="self_lockout")
+        async with self.db.write() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise NotFound("No such user.")
+            for name, value in changes.items():
+                setattr(user, name, value)
+            if changes.get("disabled"):
+                # Signed out everywhere at once, not when their sessions expire.
+                await session.execute(delete(AuthToken).where(AuthToken.user_id == user_id))
+        return user

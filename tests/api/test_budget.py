@@ -1,0 +1,132 @@
+"""Daily budgets on a real server, on SQLite and PostgreSQL: what is spent and reserved, refusals before
+an answer starts, no overspending under concurrent requests, and the admin endpoints that set them."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.conftest import Server
+from tests.support import Api
+
+# fake-gpt in the test providers file: $2 per million prompt tokens, $8 per million answer tokens.
+OUTPUT_USD_PER_TOKEN = 8.0 / 1_000_000
+
+
+@pytest.fixture
+def admin(server: Server) -> Any:
+    email, password = f"admin-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery"
+    created = server.convo("user", "create", "--email", email, "--password", password, "--admin")
+    assert created.returncode == 0, created.stderr
+    api = Api(server.url)
+    response = api.http.post("/api/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    api.token, api.user = response.json()["token"], response.json()["user"]
+    api.http.cookies.clear()
+    yield api
+    api.close()
+
+
+def set_budget(admin: Api, user: Api, usd: float | None) -> None:
+    assert user.user is not None
+    response = admin.patch(f"/api/admin/users/{user.user['id']}", json={"daily_budget_usd": usd})
+    assert response.status_code == 200, response.text
+    assert response.json()["daily_budget_usd"] == usd
+
+
+def budget(api: Api) -> dict[str, Any]:
+    response = api.get("/api/budget")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_spending_is_counted_and_an_answer_that_could_overrun_is_refused_before_it_starts(
+    admin: Api, api: Api
+) -> None:
+    assert budget(api)["limit_usd"] is None and budget(api)["remaining_usd"] is None  # no budget by default
+    set_budget(admin, api, 0.02)
+    thread = api.thread(model="fake-gpt")
+    stream = api.send(thread["id"], "hello there", max_tokens=1000)
+    assert stream.last.event == "done", stream.events
+    cost = stream.of("usage")[0].data["cost_usd"]
+    assert cost > 0
+    status = budget(api)
+    assert status["limit_usd"] == 0.02 and status["spent_usd"] == pytest.approx(cost)
+    assert status["reserved_usd"] == 0 and status["remaining_usd"] == pytest.approx(0.02 - cost)
+    assert status["resets_at"].startswith(("20", "21")) and "T00:00:00" in status["resets_at"]
+
+    # 5,000 answer tokens could cost $0.04: refused with what is left, and nothing is written.
+    before = api.get(f"/api/threads/{thread['id']}").json()
+    refused = api.post(f"/api/threads/{thread['id']}/messages", json={"content": "a long essay", "max_tokens": 5000})
+    assert refused.status_code == 402, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "budget_exceeded" and error["remaining_usd"] == pytest.approx(0.02 - cost)
+    assert error["resets_at"] == status["resets_at"]
+    assert api.get(f"/api/threads/{thread['id']}").json() == before
+    # Without a length of its own, a budgeted answer is capped at 4,096 tokens: $0.033 could overrun too.
+    assert api.post(f"/api/threads/{thread['id']}/messages", json={"content": "go on"}).status_code == 402
+    # A short answer still fits, and a model without prices is never refused (this one is unreachable).
+    assert api.send(thread["id"], "briefly", max_tokens=500).last.event == "done"
+    free = api.send(thread["id"], "hi", model="dead-model")
+    assert free.last.event == "error" and free.last.data["code"] == "upstream_unreachable"
+
+    set_budget(admin, api, None)  # back to the server's default: none
+    assert api.send(thread["id"], "a long essay", max_tokens=5000).last.event == "done"
+
+
+def test_concurrent_answers_cannot_spend_the_same_dollar_twice(admin: Api, server: Server) -> None:
+    user = server.api()
+    try:
+        # Each answer may write 2,000 tokens (about $0.016 with its prompt): three fit in $0.05, not four.
+        set_budget(admin, user, 0.05)
+        # Eight chats, as eight tabs would have (one chat writes one answer at a time).
+        threads = [user.thread(model="fake-gpt") for _ in range(8)]
+        outcomes: list[int] = []
+        lock = threading.Lock()
+
+        def ask(n: int) -> None:
+            client = Api(server.url, token=user.token)
+            try:
+                response = client.post(f"/api/threads/{threads[n]['id']}/messages",
+                                       json={"content": f"q{n} [[fake tokens=30 interval=0.05]]", "max_tokens": 2000})
+                with lock:
+                    outcomes.append(response.status_code)
+            finally:
+                client.close()
+
+        workers = [threading.Thread(target=ask, args=(n,)) for n in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert sorted(outcomes) == [200, 200, 200, 402, 402, 402, 402, 402], outcomes
+        status = budget(user)
+        assert status["spent_usd"] + status["reserved_usd"] <= 0.05
+    finally:
+        user.close()
+
+
+def test_admin_endpoints_are_for_admins_and_keep_one_admin(admin: Api, api: Api, server: Server) -> None:
+    assert api.get("/api/admin/users").status_code == 403
+    assert api.patch(f"/api/admin/users/{admin.user['id']}", json={"disabled": True}).status_code == 403
+    listed = admin.get("/api/admin/users").json()["items"]
+    assert {u["email"] for u in listed} >= {api.user["email"], admin.user["email"]}
+
+    me = admin.user["id"]
+    assert admin.patch(f"/api/admin/users/{me}", json={"disabled": True}).status_code == 409
+    assert admin.patch(f"/api/admin/users/{me}", json={"role": "user"}).status_code == 409
+    assert admin.patch("/api/admin/users/2147483647", json={"role": "user"}).status_code == 404
+    for bad in ({"daily_budget_usd": -1}, {"role": "owner"}, {"nickname": "x"}):
+        assert admin.patch(f"/api/admin/users/{api.user['id']}", json=bad).status_code == 422, bad
+
+    victim = server.api()
+    try:
+        assert victim.get("/api/budget").status_code == 200
+        changed = admin.patch(f"/api/admin/users/{victim.user['id']}", json={"disabled": True})
+        assert changed.status_code == 200 and changed.json()["disabled"] is True
+        assert victim.get("/api/budget").status_code == 401  # signed out at once
+    finally:
+        victim.close()
