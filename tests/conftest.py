@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,3 +243,18 @@ def api(server: Server) -> Iterator[Api]:
     client = server.api()
     yield client
     client.close()
+
+
+@pytest.fixture
+def admin(server: Server) -> Iterator[Api]:
+    """An admin account on the shared server, made with `convo user create --admin`."""
+    email, password = f"admin-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery"
+    created = server.convo("user", "create", "--email", email, "--password", password, "--admin")
+    assert created.returncode == 0, created.stderr
+    api = Api(server.url)
+    response = api.http.post("/api/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    api.token, api.user = response.json()["token"], response.json()["user"]
+    api.http.cookies.clear()
+    yield api
+    api.close()

@@ -4,7 +4,6 @@ an answer starts, no overspending under concurrent requests, and the admin endpo
 from __future__ import annotations
 
 import threading
-import uuid
 from typing import Any
 
 import pytest
@@ -16,23 +15,8 @@ from tests.support import Api
 OUTPUT_USD_PER_TOKEN = 8.0 / 1_000_000
 
 
-@pytest.fixture
-def admin(server: Server) -> Any:
-    email, password = f"admin-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery"
-    created = server.convo("user", "create", "--email", email, "--password", password, "--admin")
-    assert created.returncode == 0, created.stderr
-    api = Api(server.url)
-    response = api.http.post("/api/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    api.token, api.user = response.json()["token"], response.json()["user"]
-    api.http.cookies.clear()
-    yield api
-    api.close()
-
-
-def set_budget(admin: Api, user: Api, usd: float | None) -> None:
-    assert user.user is not None
-    response = admin.patch(f"/api/admin/users/{user.user['id']}", json={"daily_budget_usd": usd})
+def set_budget(admin: Api, user_id: int, usd: float | None) -> None:
+    response = admin.patch(f"/api/admin/users/{user_id}", json={"daily_budget_usd": usd})
     assert response.status_code == 200, response.text
     assert response.json()["daily_budget_usd"] == usd
 
@@ -47,7 +31,7 @@ def test_spending_is_counted_and_an_answer_that_could_overrun_is_refused_before_
     admin: Api, api: Api
 ) -> None:
     assert budget(api)["limit_usd"] is None and budget(api)["remaining_usd"] is None  # no budget by default
-    set_budget(admin, api, 0.02)
+    set_budget(admin, api.user['id'], 0.02)
     thread = api.thread(model="fake-gpt")
     stream = api.send(thread["id"], "hello there", max_tokens=1000)
     assert stream.last.event == "done", stream.events
@@ -73,7 +57,7 @@ def test_spending_is_counted_and_an_answer_that_could_overrun_is_refused_before_
     free = api.send(thread["id"], "hi", model="dead-model")
     assert free.last.event == "error" and free.last.data["code"] == "upstream_unreachable"
 
-    set_budget(admin, api, None)  # back to the server's default: none
+    set_budget(admin, api.user['id'], None)  # back to the server's default: none
     assert api.send(thread["id"], "a long essay", max_tokens=5000).last.event == "done"
 
 
@@ -81,7 +65,7 @@ def test_concurrent_answers_cannot_spend_the_same_dollar_twice(admin: Api, serve
     user = server.api()
     try:
         # Each answer may write 2,000 tokens (about $0.016 with its prompt): three fit in $0.05, not four.
-        set_budget(admin, user, 0.05)
+        set_budget(admin, user.user['id'], 0.05)
         # Eight chats, as eight tabs would have (one chat writes one answer at a time).
         threads = [user.thread(model="fake-gpt") for _ in range(8)]
         outcomes: list[int] = []

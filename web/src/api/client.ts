@@ -16,6 +16,7 @@ export type EditIn = Schemas["EditIn"];
 export type Diff = Schemas["DiffPublic"];
 export type SearchHit = Schemas["SearchHit"];
 export type Attachment = Schemas["AttachmentPublic"];
+export type Budget = Schemas["BudgetPublic"];
 
 const AUTH_LOST_CODES = new Set(["session_expired", "not_authenticated"]);
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);

@@ -387,6 +387,57 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/budget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Budget */
+        get: operations["get_budget_api_budget_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Users */
+        get: operations["list_users_api_admin_users_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/users/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Update User */
+        patch: operations["update_user_api_admin_users__user_id__patch"];
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -467,6 +518,22 @@ export interface components {
             token: string;
             /** Csrf Token */
             csrf_token: string;
+        };
+        /** BudgetPublic */
+        BudgetPublic: {
+            /** Limit Usd */
+            limit_usd: number | null;
+            /** Spent Usd */
+            spent_usd: number;
+            /** Reserved Usd */
+            reserved_usd: number;
+            /** Remaining Usd */
+            remaining_usd: number | null;
+            /**
+             * Resets At
+             * Format: date-time
+             */
+            resets_at: string;
         };
         /** ChangePublic */
         ChangePublic: {
@@ -812,6 +879,35 @@ export interface components {
             /** Tokens */
             tokens: number;
         };
+        /** UserAdminUpdate */
+        UserAdminUpdate: {
+            /** Daily Budget Usd */
+            daily_budget_usd?: number | null;
+            /** Role */
+            role?: ("user" | "admin") | null;
+            /** Disabled */
+            disabled?: boolean | null;
+        };
+        /** UserAdminView */
+        UserAdminView: {
+            /** Id */
+            id: number;
+            /** Email */
+            email: string;
+            /** Name */
+            name: string;
+            /** Role */
+            role: string;
+            /** Disabled */
+            disabled: boolean;
+            /** Daily Budget Usd */
+            daily_budget_usd: number | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
         /** UserPublic */
         UserPublic: {
             /** Id */
@@ -830,6 +926,11 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+        };
+        /** UsersAdminView */
+        UsersAdminView: {
+            /** Items */
+            items: components["schemas"]["UserAdminView"][];
         };
         /** ValidationError */
         ValidationError: {
@@ -1712,6 +1813,81 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RagResults"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_budget_api_budget_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetPublic"];
+                };
+            };
+        };
+    };
+    list_users_api_admin_users_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsersAdminView"];
+                };
+            };
+        };
+    };
+    update_user_api_admin_users__user_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserAdminUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserAdminView"];
                 };
             };
             /** @description Validation Error */

@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from "react";
 import { useShallow } from "zustand/react/shallow";
 import type { Model } from "../../api/client";
 import { useChat, type Overrides, type ThreadSettings } from "../../store/chat";
+import { BudgetLine } from "./BudgetLine";
 import { ModelSelect } from "./ModelSelect";
 import { TemperatureField } from "./TemperatureField";
 
@@ -70,6 +71,7 @@ export function SettingsPanel({ id, models, overrides, onOverrides }: Props) {
           />
         )}
       </fieldset>
+      <BudgetLine />
     </section>
   );
 }
