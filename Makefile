@@ -12,7 +12,7 @@ run: install web
 	$(BIN)/convo serve --host $(HOST) --port $(PORT)
 
 test: install-test web lint
-	sh scripts/ensure_chromium.sh
+	sh scripts/ensure_test_packages.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The rules are pinned in pyproject.toml and ruff itself in the test extras.

@@ -44,7 +44,7 @@ def main() -> None:
     subprocess.run(["make", "-s", "-C", str(ROOT / "web"), "dist"], check=True)
     executable = chromium_path()
     if executable is None:
-        sys.exit("Chromium is missing: run scripts/ensure_chromium.sh")
+        sys.exit("Chromium is missing: run scripts/ensure_test_packages.sh")
     OUT.mkdir(parents=True, exist_ok=True)
     fake = FakeUpstream().start()
     with tempfile.TemporaryDirectory(prefix="convo-shots") as tmp:

@@ -57,7 +57,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def chromium():
     executable = chromium_path()
     if executable is None:
-        message = "Chromium is not installed (scripts/ensure_chromium.sh installs Debian's chromium)"
+        message = "Chromium is not installed (scripts/ensure_test_packages.sh installs Debian's chromium)"
         if CI:
             pytest.fail(message)
         pytest.skip(message)
