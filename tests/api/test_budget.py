@@ -3,6 +3,7 @@ an answer starts, no overspending under concurrent requests, and the admin endpo
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -27,6 +28,11 @@ def budget(api: Api) -> dict[str, Any]:
     return response.json()
 
 
+def rejected_so_far(api: Api) -> float:
+    metrics = api.get("/metrics").text
+    return float(re.search(r"^convo_budget_rejections_total (\S+)$", metrics, re.M).group(1))
+
+
 def test_spending_is_counted_and_an_answer_that_could_overrun_is_refused_before_it_starts(
     admin: Api, api: Api
 ) -> None:
@@ -44,12 +50,14 @@ def test_spending_is_counted_and_an_answer_that_could_overrun_is_refused_before_
 
     # 5,000 answer tokens could cost $0.04: refused with what is left, and nothing is written.
     before = api.get(f"/api/threads/{thread['id']}").json()
+    rejections = rejected_so_far(api)
     refused = api.post(f"/api/threads/{thread['id']}/messages", json={"content": "a long essay", "max_tokens": 5000})
     assert refused.status_code == 402, refused.text
     error = refused.json()["error"]
     assert error["code"] == "budget_exceeded" and error["remaining_usd"] == pytest.approx(0.02 - cost)
     assert error["resets_at"] == status["resets_at"]
     assert api.get(f"/api/threads/{thread['id']}").json() == before
+    assert rejected_so_far(api) == rejections + 1
     # Without a length of its own, a budgeted answer is capped at 4,096 tokens: $0.033 could overrun too.
     assert api.post(f"/api/threads/{thread['id']}/messages", json={"content": "go on"}).status_code == 402
     # A short answer still fits, and a model without prices is never refused (this one is unreachable).
