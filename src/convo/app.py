@@ -19,6 +19,7 @@ from convo.api import (
     auth,
     budget,
     errors,
+    exports,
     files,
     messages,
     models,
@@ -69,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Convo", version=__version__, lifespan=lifespan)
     errors.install(app)
-    for module in (auth, models, threads, messages, versions, tokens, search, files, rag, budget, admin, ops):
+    for module in (auth, models, threads, messages, versions, tokens, search, files, rag, budget, exports, admin,
+                   ops):
         app.include_router(module.router)
     if (WEB_DIST / "index.html").exists():
         app.mount("/", WebApp(directory=WEB_DIST, html=True), name="web")

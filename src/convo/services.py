@@ -9,6 +9,7 @@ from convo.config import Settings
 from convo.db.session import Database
 from convo.domain.billing import Billing
 from convo.domain.chat import Chat
+from convo.domain.exports import Exports
 from convo.domain.files import Files
 from convo.domain.retrieval import Retrieval, Weights
 from convo.domain.retrieval.embeddings import Embedder, MiniLM, OpenAIEmbeddings
@@ -38,6 +39,7 @@ class Services:
     jobs: JobRunner
     retrieval: Retrieval
     files: Files
+    exports: Exports
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -65,6 +67,7 @@ class Services:
             jobs=jobs,
             retrieval=retrieval,
             files=files,
+            exports=Exports(db, files.root),
         )
 
     async def start(self) -> None:

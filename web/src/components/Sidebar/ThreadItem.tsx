@@ -9,6 +9,9 @@ interface Props {
   onOpen(): void;
 }
 
+// The server names the file (Content-Disposition); the session cookie authorises the download.
+const EXPORTS = [["md", "Markdown"], ["json", "JSON, every version"], ["zip", "Zip with files"]] as const;
+
 export function ThreadItem({ thread, active, onOpen }: Props) {
   const renameThread = useChat((s) => s.renameThread);
   const deleteThread = useChat((s) => s.deleteThread);
@@ -113,6 +116,14 @@ export function ThreadItem({ thread, active, onOpen }: Props) {
                 onClick={() => setMode("delete")}>
           ✕
         </button>
+        <details className="export-menu">
+          <summary className="icon small" aria-label={`Download ${title_}`} title="Download">⤓</summary>
+          <div className="export-links" role="group" aria-label={`Download ${title_} as`}>
+            {EXPORTS.map(([format, label]) => (
+              <a key={format} href={`/api/threads/${thread.id}/export?format=${format}`} download>{label}</a>
+            ))}
+          </div>
+        </details>
       </span>
     </li>
   );

@@ -1,0 +1,79 @@
+"""GET /api/threads/{id}/export on a real server, on SQLite and PostgreSQL: JSON with the whole version
+tree, Markdown of the branch on screen, a zip of both with the original files; owners only."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from typing import Any
+from urllib.parse import unquote
+
+from tests.api.test_files import attach
+from tests.conftest import Server
+from tests.support import Api
+
+
+def export(api: Api, thread_id: int, fmt: str) -> Any:
+    response = api.get(f"/api/threads/{thread_id}/export", params={"format": fmt})
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_json_holds_every_version_and_markdown_the_branch_on_screen(api: Api) -> None:
+    thread = api.thread(title="Café plans 東京")
+    first = api.send(thread["id"], "Where should we eat? [[fake reply='Try the bistro.']]")
+    question_id = first.of("start")[0].data["user_message"]["id"]
+    # A second version of the question: Markdown shows it, JSON keeps both.
+    edited = api.stream("POST", f"/api/convo/messages/{question_id}/edit",
+                        json={"content": "Where should we drink coffee? [[fake reply='The café by the river.']]"})
+    assert edited.last.event == "done", edited.events
+
+    response = export(api, thread["id"], "json")
+    assert response.headers["content-type"] == "application/json"
+    disposition = response.headers["content-disposition"]
+    assert disposition.startswith("attachment;") and unquote(disposition.split("''")[1]) == "Café-plans-東京.json"
+    document = response.json()
+    assert document["format"] == "convo.thread" and document["thread"]["title"] == "Café plans 東京"
+    contents = [m["content"] for m in document["messages"]]
+    assert any("eat?" in c for c in contents) and any("coffee?" in c for c in contents)
+    assert "Try the bistro." in contents and "The café by the river." in contents
+    by_id = {m["id"]: m for m in document["messages"]}
+    answers = [m for m in document["messages"] if m["role"] == "assistant"]
+    assert all(by_id[a["parent_id"]]["role"] == "user" for a in answers)  # the tree is whole
+    assert all("cost_usd" in a["meta"] for a in answers)
+
+    markdown = export(api, thread["id"], "md")
+    assert markdown.headers["content-type"].startswith("text/markdown")
+    text = markdown.text
+    assert text.startswith("# Café plans 東京\n") and "## You" in text and "## Assistant (fake-gpt)" in text
+    assert "coffee?" in text and "The café by the river." in text
+    assert "eat?" not in text and "bistro" not in text  # the other branch is not on screen
+
+
+def test_zip_has_both_and_the_original_files(api: Api) -> None:
+    thread = api.thread(title="with files")
+    attachment = attach(api, thread["id"], "notes.md", b"# Notes\n\nThe lighthouse keeper logs ships.\n")
+    api.send(thread["id"], "summarise [[fake reply='Ships are logged.']]")
+    archive = zipfile.ZipFile(io.BytesIO(export(api, thread["id"], "zip").content))
+    names = set(archive.namelist())
+    assert {"with-files.json", "with-files.md", f"attachments/{attachment['id']}-notes.md"} <= names
+    assert archive.read(f"attachments/{attachment['id']}-notes.md").startswith(b"# Notes")
+    document = json.loads(archive.read("with-files.json"))
+    assert document["attachments"][0]["path"] == f"attachments/{attachment['id']}-notes.md"
+    assert "Ships are logged." in archive.read("with-files.md").decode()
+
+
+def test_exports_are_the_owners_only_and_formats_are_checked(server: Server, api: Api) -> None:
+    thread = api.thread(title="private")
+    other = server.api()
+    try:
+        for fmt in ("json", "md", "zip"):
+            response = other.get(f"/api/threads/{thread['id']}/export", params={"format": fmt})
+            assert response.status_code == 404, fmt
+    finally:
+        other.close()
+    assert api.get(f"/api/threads/{thread['id']}/export", params={"format": "pdf"}).status_code == 422
+    assert api.get("/api/threads/0/export").status_code == 422
+    untitled = export(api, api.thread()["id"], "md")
+    assert untitled.text.startswith("# Untitled chat")

@@ -1,0 +1,35 @@
+"""Downloading a chat from the chat list in a real Chromium: the browser saves the file the server names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.web.test_chat import answers, send, sign_up
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_chat_downloads_as_markdown_and_json(browser):
+    page = browser.page
+    sign_up(page)
+    send(page, "pack the lanterns [[fake reply='Lanterns packed.']]")
+    expect(answers(page).last).to_have_attribute("data-status", "complete")
+    chats = page.get_by_role("navigation", name="Chats")
+    title = chats.locator(".thread-title").first.inner_text()
+
+    chats.get_by_label(f"Download {title}", exact=True).click()
+    menu = chats.get_by_role("group", name=f"Download {title} as")
+    with page.expect_download() as markdown:
+        menu.get_by_role("link", name="Markdown").click()
+    assert markdown.value.suggested_filename.endswith(".md")
+    text = open(markdown.value.path(), encoding="utf-8").read()
+    assert "## You" in text and "Lanterns packed." in text
+
+    with page.expect_download() as document:
+        menu.get_by_role("link", name="JSON, every version").click()
+    body = json.loads(open(document.value.path(), encoding="utf-8").read())
+    assert body["format"] == "convo.thread" and len(body["messages"]) == 2
+    assert browser.page_errors == []
