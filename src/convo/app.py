@@ -21,6 +21,7 @@ from convo.api import (
     errors,
     exports,
     files,
+    imports,
     messages,
     models,
     ops,
@@ -70,8 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Convo", version=__version__, lifespan=lifespan)
     errors.install(app)
-    for module in (auth, models, threads, messages, versions, tokens, search, files, rag, budget, exports, admin,
-                   ops):
+    for module in (auth, models, threads, messages, versions, tokens, search, files, rag, budget, exports, imports,
+                   admin, ops):
         app.include_router(module.router)
     if (WEB_DIST / "index.html").exists():
         app.mount("/", WebApp(directory=WEB_DIST, html=True), name="web")

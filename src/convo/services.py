@@ -11,6 +11,7 @@ from convo.domain.billing import Billing
 from convo.domain.chat import Chat
 from convo.domain.exports import Exports
 from convo.domain.files import Files
+from convo.domain.imports import Imports
 from convo.domain.retrieval import Retrieval, Weights
 from convo.domain.retrieval.embeddings import Embedder, MiniLM, OpenAIEmbeddings
 from convo.domain.retrieval.grounding import Grounder
@@ -40,6 +41,7 @@ class Services:
     retrieval: Retrieval
     files: Files
     exports: Exports
+    imports: Imports
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -68,6 +70,7 @@ class Services:
             retrieval=retrieval,
             files=files,
             exports=Exports(db, files.root),
+            imports=Imports(db, files, registry),
         )
 
     async def start(self) -> None:

@@ -1,4 +1,5 @@
-"""Downloading a chat from the chat list in a real Chromium: the browser saves the file the server names."""
+"""Chats in and out through the chat list in a real Chromium: downloads the browser saves under the name
+the server gives, and imports that open the imported chat."""
 
 from __future__ import annotations
 
@@ -32,4 +33,24 @@ def test_a_chat_downloads_as_markdown_and_json(browser):
         menu.get_by_role("link", name="JSON, every version").click()
     body = json.loads(open(document.value.path(), encoding="utf-8").read())
     assert body["format"] == "convo.thread" and len(body["messages"]) == 2
+    assert browser.page_errors == []
+
+
+def test_chats_import_from_a_chatgpt_file_and_open(browser):
+    from tests.api.test_imports import chatgpt_export
+
+    page = browser.page
+    sign_up(page)
+    chats = page.get_by_role("navigation", name="Chats")
+    chats.get_by_label("Chats to import").set_input_files(files=[{
+        "name": "conversations.json", "mimeType": "application/json",
+        "buffer": json.dumps(chatgpt_export()[:1]).encode()}])
+    expect(chats.get_by_role("status")).to_have_text("Imported 1 chat.")
+    expect(chats.get_by_role("link", name="Lighthouse facts")).to_be_visible()
+    expect(answers(page).last).to_contain_text("Built in 1874.")
+    expect(page.get_by_label("Version 2 of 2")).to_be_visible()
+
+    chats.get_by_label("Chats to import").set_input_files(files=[{
+        "name": "notes.json", "mimeType": "application/json", "buffer": b'{"not": "an export"}'}])
+    expect(chats.get_by_role("alert")).to_contain_text("neither a Convo export")
     assert browser.page_errors == []

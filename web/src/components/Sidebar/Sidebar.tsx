@@ -1,4 +1,5 @@
 import { useChat } from "../../store/chat";
+import { ImportButton } from "./ImportButton";
 import { ThreadItem } from "./ThreadItem";
 
 interface Props {
@@ -52,6 +53,7 @@ export function Sidebar({ open, onClose, theme, onToggleTheme }: Props) {
           Show older chats
         </button>
       )}
+      <ImportButton />
       <div className="sidebar-foot">
         <span className="muted user-email" title={user?.email}>
           {user?.name || user?.email}
