@@ -69,7 +69,7 @@ class Services:
             jobs=jobs,
             retrieval=retrieval,
             files=files,
-            exports=Exports(db, files.root),
+            exports=Exports(db, files.root, jobs, settings.data_dir / "exports"),
             imports=Imports(db, files, registry),
         )
 
@@ -79,6 +79,8 @@ class Services:
         await self.jobs.start()
         await self.files.resume()
         await self.files.sweep()
+        await self.exports.resume()
+        await self.exports.sweep()
 
     async def stop(self) -> None:
         await self.jobs.stop()

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import time
 import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from tests.api.test_files import attach
+from tests.api.test_files import attach, db_rows
 from tests.conftest import Server
 from tests.support import Api
 
@@ -77,3 +81,67 @@ def test_exports_are_the_owners_only_and_formats_are_checked(server: Server, api
     assert api.get("/api/threads/0/export").status_code == 422
     untitled = export(api, api.thread()["id"], "md")
     assert untitled.text.startswith("# Untitled chat")
+
+
+def wait_job(api: Api, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = api.get(f"/api/export/jobs/{job_id}").json()
+        if body["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
+def exported_jobs(api: Api, status: str) -> float:
+    found = re.search(rf'^convo_export_jobs_total{{status="{status}"}} (\S+)$', api.get("/metrics").text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_background_exports_of_one_chat_and_of_every_chat(server: Server) -> None:
+    api = server.api()
+    try:
+        first, second = api.thread(title="First"), api.thread(title="Second")
+        api.send(first["id"], "one [[fake reply='Uno.']]")
+        api.send(second["id"], "two [[fake reply='Dos.']]")
+        succeeded = exported_jobs(api, "succeeded")
+
+        started = api.post(f"/api/threads/{first['id']}/export/jobs", json={"format": "md"})
+        assert started.status_code == 202, started.text
+        assert started.json()["status"] in ("queued", "running", "succeeded")
+        job = wait_job(api, started.json()["job_id"])
+        assert job["status"] == "succeeded" and job["progress"] == 1.0 and job["expires_at"]
+        download = api.get(job["download_url"])
+        assert download.status_code == 200 and "Uno." in download.text
+        assert unquote(download.headers["content-disposition"].split("''")[1]) == "First.md"
+
+        everything = api.post("/api/export/jobs", json={"scope": "all", "format": "zip"})
+        assert everything.status_code == 202, everything.text
+        job = wait_job(api, everything.json()["job_id"])
+        assert job["status"] == "succeeded"
+        archive = zipfile.ZipFile(io.BytesIO(api.get(job["download_url"]).content))
+        names = set(archive.namelist())
+        assert {f"First-{first['id']}/First.json", f"Second-{second['id']}/Second.md"} <= names
+        assert "Dos." in archive.read(f"Second-{second['id']}/Second.md").decode()
+        assert exported_jobs(api, "succeeded") == succeeded + 2
+
+        # A day later the export is gone: the next export sweeps it, row and file.
+        expired = db_rows(server, "UPDATE export_jobs SET expires_at = %s WHERE id = %s RETURNING id",
+                          datetime(2000, 1, 1, tzinfo=UTC), job["job_id"])
+        assert len(expired) == 1
+        assert api.post(f"/api/threads/{second['id']}/export/jobs", json={"format": "json"}).status_code == 202
+        assert api.get(f"/api/export/jobs/{job['job_id']}").status_code == 404
+        folder = Path(server.env["CONVO_DATA_DIR"]) / "exports" / str(api.user["id"])
+        assert not (folder / f"{job['job_id']}.zip").exists()
+
+        other = server.api()
+        try:
+            for path in (f"/api/export/jobs/{job['job_id']}", job["download_url"]):
+                assert other.get(path).status_code == 404
+            assert other.post(f"/api/threads/{first['id']}/export/jobs", json={"format": "md"}).status_code == 404
+        finally:
+            other.close()
+        assert api.post("/api/export/jobs", json={"scope": "all", "format": "md"}).status_code == 422
+        assert api.get("/api/export/jobs/not-a-job").status_code == 422
+        assert api.get(f"/api/export/jobs/{'0' * 32}").status_code == 404
+    finally:
+        api.close()
