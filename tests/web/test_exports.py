@@ -4,6 +4,7 @@ the server gives, and imports that open the imported chat."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -19,6 +20,8 @@ def test_a_chat_downloads_as_markdown_and_json(browser):
     send(page, "pack the lanterns [[fake reply='Lanterns packed.']]")
     expect(answers(page).last).to_have_attribute("data-status", "complete")
     chats = page.get_by_role("navigation", name="Chats")
+    # The list shows "New chat" until the first message names the chat.
+    expect(chats.locator(".thread-title").first).to_have_text(re.compile("^pack the lanterns"))
     title = chats.locator(".thread-title").first.inner_text()
 
     chats.get_by_label(f"Download {title}", exact=True).click()
