@@ -103,8 +103,10 @@ export default function SearchPalette({ open, onOpenChange }: { open: boolean; o
                             value={`${group.threadId}-${hit.kind}-${hit.message_id ?? hit.attachment_id ?? i}`}
                             onSelect={() => choose(hit)} data-message-id={hit.message_id ?? undefined}>
                 <span className="hit-kind">{kindLabel(hit)}</span>
-                {hit.filename && <span className="hit-file">{hit.filename}</span>}
-                <Snippet html={hit.snippet} />
+                <span className="hit-text">
+                  {hit.filename && <span className="hit-file">{hit.filename}</span>}
+                  <Snippet html={hit.snippet} />
+                </span>
                 <time className="muted" dateTime={hit.created_at}>{new Date(hit.created_at).toLocaleDateString()}</time>
               </Command.Item>
             ))}
