@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from urllib.parse import quote
 
@@ -59,14 +60,13 @@ async def _pieces(upload: UploadFile) -> AsyncIterator[bytes]:
         yield piece
 
 
-@router.post("/api/threads/{thread_id}/attachments", status_code=201, openapi_extra=UPLOAD_BODY,
-             responses={413: {"description": "Too large"}, 415: {"description": "Unsupported type"}})
-async def upload(thread_id: Id, request: Request, user: CurrentUser, services: ServicesDep) -> AttachmentPublic:
-    limit = services.files.max_bytes
+@asynccontextmanager
+async def uploaded_file(request: Request, limit: int, what: str = "limit") -> AsyncIterator[UploadFile]:
+    """The multipart field `file` of the request, refused early when its declared size is over `limit`;
+    the form's spooled files are closed afterwards."""
     declared = request.headers.get("content-length", "")
-    # Refuse an obviously oversized body before reading it.
     if declared.isdigit() and int(declared) > limit + _MULTIPART_SLACK:
-        raise TooLarge(f"The file is larger than the {limit // (1024 * 1024)} MB limit.", limit_bytes=limit)
+        raise TooLarge(f"The file is larger than the {limit // (1024 * 1024)} MB {what}.", limit_bytes=limit)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedType("Send the file as multipart/form-data in a field named `file`.")
     form = await request.form(max_files=1, max_fields=10)
@@ -74,9 +74,16 @@ async def upload(thread_id: Id, request: Request, user: CurrentUser, services: S
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("Send the file in a multipart field named `file`.", code="missing_file")
-        attachment = await services.files.upload(user, thread_id, upload.filename or "upload", _pieces(upload))
+        yield upload
     finally:
         await form.close()
+
+
+@router.post("/api/threads/{thread_id}/attachments", status_code=201, openapi_extra=UPLOAD_BODY,
+             responses={413: {"description": "Too large"}, 415: {"description": "Unsupported type"}})
+async def upload(thread_id: Id, request: Request, user: CurrentUser, services: ServicesDep) -> AttachmentPublic:
+    async with uploaded_file(request, services.files.max_bytes) as upload:
+        attachment = await services.files.upload(user, thread_id, upload.filename or "upload", _pieces(upload))
     return AttachmentPublic.of(attachment)
 
 

@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from sqlalchemy import delete, select, update
 
@@ -66,8 +66,9 @@ class Exports:
             return ExportFile(f"{chat.stem}.json", _MEDIA["json"], _json(chat.document))
         if fmt == "md":
             return ExportFile(f"{chat.stem}.md", _MEDIA["md"], chat.markdown)
-        body = await asyncio.to_thread(self._zip, [chat], nested=False)
-        return ExportFile(f"{chat.stem}.zip", _MEDIA["zip"], body)
+        buffer = io.BytesIO()
+        await asyncio.to_thread(self._zip, [chat], buffer, nested=False)
+        return ExportFile(f"{chat.stem}.zip", _MEDIA["zip"], buffer.getvalue())
 
     async def _collect(self, user_id: int, thread_id: int) -> _Chat:
         async with self.db.read() as session:
@@ -101,10 +102,9 @@ class Exports:
         stem = _slug(thread.title) or f"chat-{thread.id}"
         return _Chat(stem, document, _markdown(thread.title, branch).encode(), attachments)
 
-    def _zip(self, chats: list[_Chat], *, nested: bool, out: Any = None) -> bytes:
+    def _zip(self, chats: list[_Chat], target: BinaryIO, *, nested: bool) -> None:
         """One chat: its files at the top. Several: a folder each (named with the id: titles repeat)."""
-        buffer = out or io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
             for chat in chats:
                 prefix = f"{chat.stem}-{chat.document['thread']['id']}/" if nested else ""
                 archive.writestr(f"{prefix}{chat.stem}.json", _json(chat.document))
@@ -113,7 +113,6 @@ class Exports:
                     original = self.uploads / attachment.storage_path
                     if original.is_file():  # a file whose original is gone is still listed in the JSON
                         archive.write(original, prefix + entry["path"])
-        return b"" if out is not None else buffer.getvalue()
 
     # -- in the background ---------------------------------------------------------------------
 
@@ -176,7 +175,7 @@ class Exports:
                     await self._progress(job_id, 0.9 * n / len(ids))
             target = folder / f"{job_id}.zip"
             with target.open("wb") as out:
-                await asyncio.to_thread(self._zip, chats, nested=True, out=out)
+                await asyncio.to_thread(self._zip, chats, out, nested=True)
             filename = f"convo-export-{utcnow():%Y-%m-%d}.zip"
         now = utcnow()
         async with self.db.write() as session:
