@@ -345,7 +345,7 @@ class Search:
         if filters.role:
             params["role"] = filters.role
             return Search._page(candidates("search_index", *messages_and_titles, ["role = :role"]), after, params)
-        files = (first + (ATTACHMENT << KIND_SHIFT), first + (ATTACHMENT + 1 << KIND_SHIFT) - 1)
+        files = (first + (ATTACHMENT << KIND_SHIFT), first + ((ATTACHMENT + 1) << KIND_SHIFT) - 1)
         inner = (
             f"{candidates('search_index', *messages_and_titles, [])} UNION ALL "
             f"{candidates('search_files', *files, [])}"
