@@ -3,8 +3,11 @@ an answer starts, no overspending under concurrent requests, and the admin endpo
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -122,3 +125,80 @@ def test_admin_endpoints_are_for_admins_and_keep_one_admin(admin: Api, api: Api,
         assert victim.get("/api/budget").status_code == 401  # signed out at once
     finally:
         victim.close()
+
+
+def test_deleting_chats_gives_no_spending_back(admin: Api, server: Server) -> None:
+    user = server.api()
+    try:
+        set_budget(admin, user.user["id"], 1.0)
+        thread = user.thread(model="fake-gpt")
+        cost = user.send(thread["id"], "hello [[fake usage=1000,2000]]").of("usage")[0].data["cost_usd"]
+        assert cost == pytest.approx((1000 * 2 + 2000 * 8) / 1_000_000)
+        # A chat deleted while its answer is being written is charged for it all the same.
+        busy = user.thread(model="fake-gpt")
+        streaming = user.send(busy["id"], "[[fake tokens=40 interval=0.05 usage=500,40]]", stop_after=3)
+        assert user.delete(f"/api/threads/{busy['id']}").status_code == 204
+        assert user.delete(f"/api/threads/{thread['id']}").status_code == 204
+        # Cancelled by the delete: charged for the prompt and the words it had written.
+        deadline = time.monotonic() + 20
+        while budget(user)["reserved_usd"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status = budget(user)
+        assert streaming.events[0].event == "start"
+        assert status["reserved_usd"] == 0 and cost < status["spent_usd"] < cost + (500 * 2 + 40 * 8) / 1_000_000
+        assert status["remaining_usd"] == pytest.approx(1.0 - status["spent_usd"])
+    finally:
+        user.close()
+
+
+def test_an_import_cannot_write_spending(admin: Api, server: Server) -> None:
+    """Neither a negative cost nor a turn dated today or in the future changes what a day has cost."""
+    user = server.api()
+    try:
+        set_budget(admin, user.user["id"], 0.01)
+        thread = user.thread(model="fake-gpt")
+        spent = user.send(thread["id"], "hi [[fake usage=100,100]]", max_tokens=100).of("usage")[0].data["cost_usd"]
+        now = datetime.now(UTC)
+        export = {
+            "format": "convo.thread", "version": 1,
+            "thread": {"title": "forged", "created_at": now.isoformat(), "current_leaf_id": 2},
+            "messages": [
+                {"id": 1, "parent_id": None, "role": "user", "content": "q", "created_at": now.isoformat()},
+                {"id": 2, "parent_id": 1, "role": "assistant", "content": "a", "status": "complete",
+                 "created_at": now.isoformat(), "meta": {"cost_usd": -1000000}},
+                {"id": 3, "parent_id": 1, "role": "assistant", "content": "b", "status": "complete",
+                 "created_at": "2099-01-01T00:00:00+00:00", "meta": {"cost_usd": 5}},
+            ],
+        }
+        imported = user.post("/api/import", files={"file": ("chat.json", json.dumps(export), "application/json")})
+        assert imported.status_code in (200, 201), imported.text
+        status = budget(user)
+        assert status["spent_usd"] == pytest.approx(spent)
+        assert status["remaining_usd"] == pytest.approx(0.01 - spent)
+    finally:
+        user.close()
+
+
+def test_anthropic_prompts_are_reserved_at_anthropics_own_count(admin: Api, server: Server,
+                                                                 fake_upstream: Any) -> None:
+    """cl100k counts this text well below what the (fake) Claude tokenizer bills: the reservation must
+    use Claude's count, or a budget would let an answer through that overruns it."""
+    user = server.api()
+    try:
+        text = "漢字とかなの文章。" * 150
+        estimate = user.post("/api/tokens/count", json={"model": "claude-fake", "text": text}).json()["tokens"]
+        billed = 1 + 2 * len(text)  # the fake: a token for the one word, two more per character past ASCII
+        assert billed > 1.5 * estimate
+        # claude-fake: $3 / $15 per million tokens; 100 answer tokens cost $0.0015.
+        answer = 100 * 15 / 1_000_000
+        limit = (estimate + billed) / 2 * 3 / 1_000_000 + answer
+        set_budget(admin, user.user["id"], round(limit, 6))
+        thread = user.thread(model="claude-fake")
+        refused = user.post(f"/api/threads/{thread['id']}/messages", json={"content": text, "max_tokens": 100})
+        assert refused.status_code == 402, refused.text
+        set_budget(admin, user.user["id"], round(billed * 3 / 1_000_000 + answer + 0.001, 6))
+        done = user.send(thread["id"], text, max_tokens=100)
+        assert done.last.event == "done", done.events
+        assert done.of("usage")[0].data["prompt_tokens"] >= billed
+    finally:
+        user.close()

@@ -88,6 +88,30 @@ def test_edit_without_regenerating_and_hand_correcting_an_answer(api, fake_upstr
     assert contents(api.get(f"/api/threads/{tid}").json()) == ["draft", "You said: draft"]
 
 
+def test_a_message_sent_after_a_question_edited_without_an_answer_follows_it(api, fake_upstream):
+    """The chat never gets stuck: the new message goes below the unanswered question, in the order the
+    user wrote them, and the answer reads both."""
+    tid = api.thread()["id"]
+    question = api.send(tid, "first question").events[0].data["user_message"]
+    draft = api.post(f"/api/convo/messages/{question['id']}/edit", json={"content": "reworded", "regenerate": False})
+    assert draft.status_code == 201, draft.text
+
+    follow_up = api.send(tid, "and one more thing")
+    assert follow_up.last.event == "done", follow_up.events
+    sent = follow_up.events[0].data["user_message"]
+    assert sent["parent_id"] == draft.json()["id"]
+    assert [m["content"] for m in fake_upstream.requests[-1]["messages"] if m["role"] == "user"] == [
+        "reworded", "and one more thing"]
+    assert contents(api.get(f"/api/threads/{tid}").json()) == [
+        "reworded", "and one more thing", "You said: and one more thing"]
+    # An explicit parent works the same; a question that already has its answer still refuses one.
+    question_two = api.post(f"/api/convo/messages/{sent['id']}/edit", json={"content": "x", "regenerate": False})
+    explicit = api.send(tid, "under the draft", parent_id=question_two.json()["id"])
+    assert explicit.last.event == "done"
+    answered = api.post(f"/api/threads/{tid}/messages", json={"content": "no", "parent_id": sent["id"]})
+    assert answered.status_code == 422 and answered.json()["error"]["code"] == "invalid_parent"
+
+
 def test_edit_a_cancelled_answer_and_regenerate_it(api):
     tid = api.thread()["id"]
     first = api.send(tid, SLOW, stop_after=4)

@@ -140,3 +140,27 @@ def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
     )
     migrate.upgrade(db_url)
     assert [k for k, _ in indexed(db_url)] == [key(1, 1, 2)]
+
+
+def test_the_spending_ledger_starts_with_what_finished_answers_cost(db_url: str) -> None:
+    migrate.upgrade(db_url, "0006")
+    run(
+        db_url,
+        "INSERT INTO users (id, email, name, password_hash, role, disabled, created_at) "
+        "VALUES (1, 'a@example.com', '', 'x', 'user', false, '2026-01-01 00:00:00')",
+        "INSERT INTO threads (id, user_id, title, created_at, updated_at) "
+        "VALUES (1, 1, 't', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+        "INSERT INTO messages (id, thread_id, user_id, role, content, status, meta, event_seq, cost_usd, "
+        "reserved_usd, created_at, updated_at) VALUES "
+        "(1, 1, 1, 'user', 'q', 'complete', '{}', 0, NULL, NULL, '2026-03-04 23:59:00', '2026-03-04 23:59:00'),"
+        "(2, 1, 1, 'assistant', 'a', 'complete', '{}', 0, 0.25, NULL, '2026-03-04 23:59:00', '2026-03-04'),"
+        "(3, 1, 1, 'assistant', 'b', 'complete', '{}', 0, -5, NULL, '2026-03-05 00:00:01', '2026-03-05'),"
+        "(4, 1, 1, 'assistant', 'c', 'streaming', '{}', 0, NULL, 0.5, '2026-03-05 00:00:01', '2026-03-05')",
+    )
+    migrate.upgrade(db_url)
+    rows = run(db_url, "SELECT user_id, CAST(day AS TEXT), message_id, cost_usd FROM spend ORDER BY id")[0]
+    # A negative figure (only an import could have written one) is not carried into the ledger.
+    assert rows == [(1, "2026-03-04", 2, 0.25)]
+    assert run(db_url, "SELECT attempts FROM attachments")[0] == []
+    migrate.downgrade(db_url, "0006")
+    migrate.upgrade(db_url)

@@ -151,9 +151,7 @@ class FakeUpstream:
                 error, "api_error")
             return JSONResponse({"type": "error", "error": {"type": kind, "message": f"fake {plan.fail}"}},
                                 status_code=error)
-        prompt_tokens = sum(len(_text(m["content"]).split()) for m in body["messages"]) + len(
-            str(body.get("system", "")).split())
-        usage = plan.usage or (prompt_tokens, len(plan.tokens))
+        usage = plan.usage or (_claude_tokens(body), len(plan.tokens))
 
         def event(name: str, data: dict[str, Any]) -> bytes:
             return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
@@ -174,6 +172,9 @@ class FakeUpstream:
             yield event("message_stop", {}), False
 
         return StreamingResponse(self._failing(events(), plan), media_type="text/event-stream")
+
+    async def _anthropic_count_tokens(self, request: Request) -> Response:
+        return JSONResponse({"input_tokens": _claude_tokens(await request.json())})
 
     # -- shared ------------------------------------------------------------------------------------
 
@@ -204,6 +205,7 @@ class FakeUpstream:
             Route("/v1/chat/completions", self._openai_chat, methods=["POST"]),
             Route("/v1/models", self._openai_models, methods=["GET"]),
             Route("/v1/messages", self._anthropic_messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", self._anthropic_count_tokens, methods=["POST"]),
         ])
 
     # -- running -----------------------------------------------------------------------------------
@@ -242,6 +244,13 @@ def _text(content: Any) -> str:
     if isinstance(content, list):  # content blocks
         return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
     return str(content or "")
+
+
+def _claude_tokens(body: dict[str, Any]) -> int:
+    """The fake's own tokenizer for its Anthropic side: a token per word, and two more per character
+    outside ASCII, so that, like Claude's, it counts some text well above cl100k."""
+    texts = [_text(m["content"]) for m in body["messages"]] + [str(body.get("system", ""))]
+    return sum(len(t.split()) + 2 * sum(1 for ch in t if ord(ch) > 127) for t in texts)
 
 
 def _http_failure(fail: str | None) -> int | None:

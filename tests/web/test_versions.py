@@ -119,3 +119,41 @@ def test_versions_edit_regenerate_compare_and_branch(browser):
     page.goto(first_address)
     expect(answers(page)).to_have_count(1)
     assert browser.page_errors == []
+
+
+def test_a_question_left_without_an_answer_can_be_answered_or_followed(browser):
+    """A question edited without a new answer (through the API) ends the branch: the chat offers to
+    answer it, and a follow-up from the composer goes below it instead of failing."""
+    page = browser.page
+    sign_up(page)
+    send(page, "first try")
+    expect(answers(page).last).to_have_attribute("data-status", "complete")
+    question_id = questions(page).first.get_attribute("data-message-id")
+    status = page.evaluate("""async (id) => {
+        const csrf = document.cookie.split('; ').find((c) => c.startsWith('convo_csrf='))?.split('=')[1];
+        const response = await fetch(`/api/convo/messages/${id}/edit`, {
+            method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
+            body: JSON.stringify({content: 'second try', regenerate: false})});
+        return response.status;
+    }""", question_id)
+    assert status == 201
+    page.reload()
+    expect(answers(page)).to_have_count(0)
+    expect(questions(page).last).to_contain_text("Not answered yet")
+    questions(page).last.get_by_role("button", name="Answer it").click()
+    expect(answers(page).last.locator(".answer")).to_have_text("You said: second try")
+    expect(questions(page).last).not_to_contain_text("Not answered yet")
+
+    # Once more, and this time the user just writes on.
+    page.evaluate("""async (id) => {
+        const csrf = document.cookie.split('; ').find((c) => c.startsWith('convo_csrf='))?.split('=')[1];
+        await fetch(`/api/convo/messages/${id}/edit`, {
+            method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
+            body: JSON.stringify({content: 'third try', regenerate: false})});
+    }""", question_id)
+    page.reload()
+    expect(questions(page).last).to_contain_text("Not answered yet")
+    send(page, "and also this")
+    expect(questions(page).locator(".bubble")).to_have_text(["third try", "and also this"])
+    expect(answers(page).last.locator(".answer")).to_have_text("You said: and also this")
+    assert browser.page_errors == []

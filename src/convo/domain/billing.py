@@ -1,24 +1,28 @@
 """Per-user daily cost budgets that hold under concurrent requests.
 
-A day is a UTC day. What a user spent is the sum of `messages.cost_usd` of the day's answers; what is
-reserved is the worst case of the answers still being written (`messages.reserved_usd`). Starting an
+A day is a UTC day. What a user spent is the sum of the day's entries in the `spend` ledger, one per
+finished answer, written in the same transaction that records the answer's final state; what is
+reserved is the worst case of the answers still being written (`messages.reserved_usd`). The ledger is
+append-only: deleting a chat, or importing one whatever its figures and dates, never changes what a day
+cost. Starting an
 answer reserves its worst case in the same transaction that creates it, after taking the user's row lock
 (PostgreSQL `FOR UPDATE`; SQLite has one writer at a time), so two tabs or two processes can never both
 spend the last dollar. The worst case is real, not a guess: under a budget an answer is capped at
 `max_tokens` (ANSWER_TOKENS unless the request asks for fewer), which the provider enforces. Finishing
-replaces the reservation with the exact cost. A model without prices costs nothing and is never refused.
+replaces the reservation with the exact cost; an answer charges the day it finishes on, and live
+reservations count against today whenever they started, so an answer across midnight is never free. A model without prices costs nothing and is never refused.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
 from convo import observability as obs
-from convo.db.models import Message, User
+from convo.db.models import Message, Spend, User
 from convo.db.session import Database
 from convo.errors import ConvoError
 from convo.llm.base import ModelInfo
@@ -61,6 +65,11 @@ class Billing:
     def limit_for(self, daily_budget_usd: float | None) -> float | None:
         return daily_budget_usd if daily_budget_usd is not None else self.default_limit
 
+    def applies(self, user: User, model: ModelInfo) -> bool:
+        """Whether answers of `model` for `user` are budgeted (as far as the caller's copy of the user knows)."""
+        priced = bool(model.input_usd_per_mtok or model.output_usd_per_mtok)
+        return priced and self.limit_for(user.daily_budget_usd) is not None
+
     async def status(self, user: User) -> BudgetStatus:
         async with self.db.read() as session:
             limit = self.limit_for(await session.scalar(select(User.daily_budget_usd).where(User.id == user.id)))
@@ -98,15 +107,24 @@ class Billing:
             )
         return Reservation(worst, cap)
 
+    @staticmethod
+    def charge(session: Any, user_id: int, message_id: int, model_id: str, cost_usd: float) -> None:
+        """Inside the caller's write transaction: record what a finished answer cost, today."""
+        if cost_usd > 0:
+            session.add(Spend(user_id=user_id, day=today(), message_id=message_id, model=model_id,
+                              cost_usd=cost_usd))
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
 
 async def _day_totals(session: Any, user_id: int) -> tuple[float, float]:
-    start, _ = day_bounds()
-    spent, reserved = (
-        await session.execute(
-            select(func.coalesce(func.sum(Message.cost_usd), 0.0), func.coalesce(func.sum(Message.reserved_usd), 0.0))
-            .where(Message.user_id == user_id, Message.created_at >= start)
-        )
-    ).one()
+    spent = await session.scalar(
+        select(func.coalesce(func.sum(Spend.cost_usd), 0.0)).where(Spend.user_id == user_id, Spend.day == today()))
+    reserved = await session.scalar(
+        select(func.coalesce(func.sum(Message.reserved_usd), 0.0))
+        .where(Message.status == "streaming", Message.user_id == user_id))
     return float(spent), float(reserved)
 
 

@@ -45,6 +45,7 @@ DEFAULT_ANSWER_RESERVE = 1024
 class Run:
     message_id: int
     thread_id: int
+    user_id: int
     provider: Provider
     model: ModelInfo
     request: ChatRequest
@@ -243,9 +244,14 @@ class Chat:
             if under_leaf:
                 parent_id = thread.current_leaf_id if thread.current_leaf_id in tree else tree.default_leaf()
             if question_id is not None:
-                history = await self._history(session, tree, question_id, expect="user")
+                history = await self._history(session, tree, question_id, expect=("user",))
             else:
-                history = await self._history(session, tree, parent_id, expect="assistant")
+                # Under an answer; or under a question nobody answered yet (one edited without a new
+                # answer, or an import's last turn): the new message follows it, and the answer
+                # reads both, as it would two messages sent in a row.
+                unanswered = parent_id is not None and not tree.children.get(parent_id)
+                history = await self._history(session, tree, parent_id,
+                                              expect=("assistant", "user") if unanswered else ("assistant",))
                 history.append(ChatMessage("user", content or ""))
         resolved = await self.registry.resolve(model or thread.model)
         if temperature is None:
@@ -256,6 +262,11 @@ class Chat:
             prompt.append(ChatMessage("system", grounding.prompt))
         citations = grounding.citations if grounding is not None else []
         fitted, prompt_tokens = await self._fit(resolved.provider, resolved.model, prompt + history, max_tokens)
+        if self.billing.applies(user, resolved.model):
+            # A reservation must not come out low: ask the provider when its local count is an estimate.
+            counted = await resolved.provider.count_prompt(
+                ChatRequest(resolved.model.upstream_id, fitted, temperature, max_tokens))
+            prompt_tokens = counted if counted is not None else prompt_tokens
 
         now = utcnow()
         async with self.db.write() as session:
@@ -296,7 +307,7 @@ class Chat:
         answer_json = message_json(MessageView(answer, tree.version(answer.id)))
         request = ChatRequest(resolved.model.upstream_id, fitted, temperature, reservation.max_tokens)
         await self._launch(
-            Run(answer.id, thread.id, resolved.provider, resolved.model, request, prompt_tokens, answer_json,
+            Run(answer.id, thread.id, user.id, resolved.provider, resolved.model, request, prompt_tokens, answer_json,
                 citations=citations),
             {"thread_id": thread.id, "user_message": message_json(MessageView(question, tree.version(question.id))),
              "assistant_message": answer_json},
@@ -326,7 +337,9 @@ class Chat:
         return await self.grounder.ground(user, thread_id, history[-1].content, attachment_ids, count=count,
                                           budget=budget)
 
-    async def _history(self, session: Any, tree: Tree, last_id: int | None, *, expect: str) -> list[ChatMessage]:
+    async def _history(
+        self, session: Any, tree: Tree, last_id: int | None, *, expect: tuple[str, ...]
+    ) -> list[ChatMessage]:
         """The conversation from the root down to `last_id`, as the model should see it."""
         if last_id is None:
             return []
@@ -335,8 +348,8 @@ class Chat:
         ids = tree.path_to(last_id)
         rows = {m.id: m for m in await session.scalars(select(Message).where(Message.id.in_(ids)))}
         last = rows[last_id]
-        if last.role != expect:
-            raise InvalidInput("A new message goes under an answer, not under another user message.",
+        if last.role not in expect:
+            raise InvalidInput("This question has its answer already; send the new message under the answer.",
                                code="invalid_parent")
         if last.status == "streaming":
             raise Conflict("The previous answer is still being written; wait or cancel it.", code="parent_streaming")
@@ -415,6 +428,12 @@ class Chat:
             status, error = "error", UpstreamError(f"Generation failed: {type(exc).__name__}", code="internal_error")
         try:
             await self._finish(run, status, error)
+        except Exception:
+            # The final write failed (database down, disk full): followers still get an end, not silence.
+            log.exception("recording the end of answer %s failed", run.message_id)
+            with contextlib.suppress(Exception):
+                await self.streams.append(run.message_id, "error", {
+                    "code": "internal_error", "message": "The answer could not be saved; try again."})
         finally:
             self._runs.pop(run.message_id, None)
             await self.streams.close(run.message_id)
@@ -448,6 +467,8 @@ class Chat:
                 .values(content=content, status=status, meta=meta, event_seq=run.seq + len(final),
                         cost_usd=cost, reserved_usd=None, heartbeat_at=None, updated_at=now)
             )
+            # Charged even when the chat was deleted meanwhile: the tokens were spent all the same.
+            self.billing.charge(session, run.user_id, run.message_id, run.model.id, cost)
         if written.rowcount != 1:  # the thread was deleted while answering
             return
         finished = {**run.answer_json, "content": content, "status": status, "meta": meta}

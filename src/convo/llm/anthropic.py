@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import anthropic
@@ -12,6 +13,8 @@ from convo.llm import tokens
 from convo.llm.base import ChatMessage, ChatRequest, Chunk, ModelSpec, TextDelta, UpstreamError, Usage
 from convo.llm.openai_compat import error_detail, sdk_http_client, sse_data, status_error
 from convo.llm.prices import ANTHROPIC_DEFAULT_MODELS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -40,9 +43,21 @@ class AnthropicProvider:
         return self._models
 
     def count_tokens(self, model: str, text: str) -> int:
-        # Anthropic publishes no tokenizer for current models; cl100k is the usual close estimate.
-        # Billing uses the exact usage the API reports; this only fills in for cancelled answers.
+        # Anthropic publishes no tokenizer for current models; cl100k is the usual close estimate, good
+        # enough to fit a prompt in a 200k window. Budgets use count_prompt, which does not come out low.
         return tokens.count("gpt-4", text)
+
+    async def count_prompt(self, request: ChatRequest) -> int | None:
+        """Anthropic's own count (its token-counting endpoint, free of charge); if that cannot be had,
+        the prompt's UTF-8 bytes, which a byte-level BPE tokenizer never exceeds."""
+        system, turns = _split_system(request.messages)
+        try:
+            counted = await self._client.messages.count_tokens(
+                model=request.model, messages=turns, **({"system": system} if system else {}))
+            return int(counted.input_tokens)
+        except (anthropic.APIError, httpx2.HTTPError, AttributeError, TypeError, ValueError) as exc:
+            log.warning("Anthropic token count unavailable (%s); reserving by bytes", type(exc).__name__)
+            return sum(len(m.content.encode()) + 4 for m in request.messages)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         system, turns = _split_system(request.messages)

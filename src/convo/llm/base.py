@@ -83,4 +83,9 @@ class Provider(Protocol):
 
     def count_tokens(self, model: str, text: str) -> int: ...
 
+    async def count_prompt(self, request: ChatRequest) -> int | None:
+        """The prompt's tokens as the provider will bill them, when `count_tokens` is only an estimate
+        that may come out low; None when `count_tokens` is already exact."""
+        ...
+
     async def aclose(self) -> None: ...

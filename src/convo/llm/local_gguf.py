@@ -76,6 +76,9 @@ class LocalProvider:
             return 0
         return len(self._model().tokenize(text.encode(), add_bos=False, special=False))
 
+    async def count_prompt(self, request: ChatRequest) -> int | None:
+        return None  # count_tokens is this model's own tokenizer
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()

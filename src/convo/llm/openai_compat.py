@@ -71,6 +71,9 @@ class OpenAIProvider:
     def count_tokens(self, model: str, text: str) -> int:
         return tokens.count(model, text)
 
+    async def count_prompt(self, request: ChatRequest) -> int | None:
+        return None  # count_tokens is this model's own tokenizer
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         kwargs: dict = {}
         if request.temperature is not None:

@@ -60,8 +60,13 @@ export function ChatView() {
         )}
         {messages
           .filter((m) => m.role !== "system")
-          .map((m) => (
-            <MessageItem key={m.id} message={m} busy={streamingId != null} />
+          .map((m, i, shown) => (
+            <MessageItem
+              key={m.id}
+              message={m}
+              busy={streamingId != null}
+              unanswered={m.role === "user" && i === shown.length - 1}
+            />
           ))}
       </section>
     </div>

@@ -12,9 +12,17 @@ interface AnswerMeta {
   citations?: Citation[];
 }
 
-export function MessageItem({ message, busy }: { message: Message; busy: boolean }) {
+interface Props {
+  message: Message;
+  busy: boolean;
+  /** A question at the end of the branch that nothing answers yet (edited without a new answer). */
+  unanswered?: boolean;
+}
+
+export function MessageItem({ message, busy, unanswered = false }: Props) {
   const stop = useChat((s) => s.stop);
   const retry = useChat((s) => s.retry);
+  const regenerate = useChat((s) => s.regenerate);
   const highlighted = useChat((s) => s.highlightId === message.id);
   const [editing, setEditing] = useState(false);
   const streaming = message.status === "streaming";
@@ -27,6 +35,15 @@ export function MessageItem({ message, busy }: { message: Message; busy: boolean
           <MessageEditor message={message} onDone={() => setEditing(false)} />
         ) : (
           <div className="bubble">{message.content}</div>
+        )}
+        {!editing && unanswered && !busy && (
+          <p className="turn-unanswered muted">
+            Not answered yet.{" "}
+            <button type="button" className="small" onClick={() => void regenerate(message.id)}>
+              Answer it
+            </button>{" "}
+            or send a follow-up below.
+          </p>
         )}
         {!editing && <TurnActions message={message} busy={busy} onEdit={() => setEditing(true)} />}
       </article>

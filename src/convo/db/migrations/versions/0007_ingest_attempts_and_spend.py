@@ -38,10 +38,12 @@ def upgrade() -> None:
     )
     op.create_index("ix_spend_user_day", "spend", ["user_id", "day"])
     # What was spent before the ledger existed: finished answers' costs, on the day they were written.
+    # (SQLite keeps UTC text, PostgreSQL a timestamptz; both give the UTC day.)
+    day = "date(created_at)" if op.get_bind().dialect.name == "sqlite" else "(created_at AT TIME ZONE 'UTC')::date"
     op.execute(
-        "INSERT INTO spend (user_id, day, message_id, model, cost_usd, created_at) "
-        "SELECT user_id, CAST(created_at AS DATE), id, model, cost_usd, created_at FROM messages "
-        "WHERE cost_usd IS NOT NULL AND cost_usd > 0 AND role = 'assistant'"
+        f"INSERT INTO spend (user_id, day, message_id, model, cost_usd, created_at) "
+        f"SELECT user_id, {day}, id, model, cost_usd, created_at FROM messages "
+        f"WHERE cost_usd > 0 AND role = 'assistant' AND status <> 'streaming'"
     )
 
 
