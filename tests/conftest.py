@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -258,3 +259,110 @@ def admin(server: Server) -> Iterator[Api]:
     api.http.cookies.clear()
     yield api
     api.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis (CONVO_TEST_REDIS_URL or 127.0.0.1:6379); tests keep to their own key prefix."""
+    import redis
+
+    url = os.environ.get("CONVO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        if CI:
+            pytest.fail(f"Redis is required in CI: {exc}")
+        pytest.skip(f"no Redis for tests: {exc}")
+    return url
+
+
+class PrivateRedis:
+    """A `redis-server` of the test's own, on a free port, for tests that stop or restart it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PrivateRedis:
+        import redis
+
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
+                return self
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if not (shutil.which("redis-server") or Path("/usr/bin/redis-server").exists()):
+        if CI:
+            pytest.fail("redis-server is required in CI")
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()
+
+
+class Cluster:
+    """Scale mode on one machine: API processes A and B on one PostgreSQL database, one Redis and one
+    data folder, as several hosts behind nginx would share them."""
+
+    def __init__(self, folder: Path, fake: FakeUpstream, database_url: str, redis_url: str, **extra: str) -> None:
+        self.folder = folder
+        self.prefix = f"t{uuid.uuid4().hex[:12]}:"
+        self.env = make_env(folder, fake, database_url, REDIS_URL=redis_url, CONVO_REDIS_PREFIX=self.prefix,
+                            CONVO_RUN_LEASE_SECONDS="2", **extra)
+        self.servers: list[Server] = []
+
+    def add(self) -> Server:
+        folder = self.folder / f"p{len(self.servers)}"
+        folder.mkdir()
+        server = Server(folder, self.env)
+        self.servers.append(server)
+        return server.start()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture
+def make_cluster(pg_url: str, fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[Any]:
+    """Builds a Cluster of two started API processes on a fresh database and the given Redis."""
+    made: list[Cluster] = []
+
+    def build(redis: str, **extra: str) -> Cluster:
+        database = _fresh_pg_database(pg_url, f"convo_scale_{os.getpid()}_{len(made)}")
+        folder = tmp_path / f"cluster{len(made)}"
+        folder.mkdir()
+        group = Cluster(folder, fake_upstream, database, redis, **extra)
+        made.append(group)
+        migrated = Server(folder, group.env).convo("migrate")
+        assert migrated.returncode == 0, migrated.stderr
+        group.add()
+        group.add()
+        return group
+
+    yield build
+    for group in made:
+        group.stop()
+
+
+@pytest.fixture
+def cluster(make_cluster: Any, redis_url: str) -> Cluster:
+    return make_cluster(redis_url)

@@ -27,10 +27,9 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     settings = get_settings()
-    if args.workers > 1:
-        # Streams and cancels live in each process's memory until the Redis event bus exists; two
-        # workers would each miss the other's answers.
-        sys.exit("--workers above 1 is not supported yet: run one process (streams live in its memory).")
+    if args.workers > 1 and (settings.is_sqlite or not settings.redis_url):
+        # Answers in progress are shared through Redis, and SQLite takes one writing process.
+        sys.exit("--workers above 1 needs scale mode: a PostgreSQL DATABASE_URL and REDIS_URL.")
     _prepare_database(settings, migrate=False)
     if args.workers > 1:
         metrics_dir = settings.data_dir.resolve() / "metrics"

@@ -47,6 +47,17 @@ class Settings(BaseSettings):
     stream_retention_seconds: float = Field(900.0, alias="CONVO_STREAM_RETENTION_SECONDS", ge=0)
     checkpoint_seconds: float = Field(1.0, alias="CONVO_CHECKPOINT_SECONDS", gt=0)
 
+    # Scale mode: several API processes share answers in progress through Redis (streams, cancel), and
+    # background jobs go to Celery workers (`convo worker`), on the broker named here or on REDIS_URL.
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    redis_prefix: str = Field("convo:", alias="CONVO_REDIS_PREFIX", min_length=1, max_length=100)
+    celery_broker_url: str | None = Field(None, alias="CELERY_BROKER_URL")
+    stream_flush_ms: float = Field(15.0, alias="CONVO_STREAM_FLUSH_MS", ge=0, le=1000)
+    # How long a silent answer is taken to be alive; unset: max(10 s, 5 checkpoints).
+    run_lease_seconds: float | None = Field(None, alias="CONVO_RUN_LEASE_SECONDS", gt=0)
+    db_pool_size: int = Field(10, alias="CONVO_DB_POOL_SIZE", ge=1)
+    db_max_overflow: int = Field(20, alias="CONVO_DB_MAX_OVERFLOW", ge=0)
+
     session_days: int = Field(30, alias="CONVO_SESSION_DAYS", ge=1)
     cookie_secure: bool = Field(False, alias="CONVO_COOKIE_SECURE")
     log_level: str = Field("info", alias="CONVO_LOG_LEVEL")
@@ -69,6 +80,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'convo.db').resolve()}"
+
+    @property
+    def scale_mode(self) -> bool:
+        return bool(self.redis_url)
+
+    @property
+    def broker_url(self) -> str | None:
+        return self.celery_broker_url or self.redis_url
 
     @property
     def is_sqlite(self) -> bool:

@@ -41,6 +41,11 @@ BUDGET_REJECTIONS = Counter("convo_budget_rejections", "Generations refused by t
 EXPORT_JOBS = Counter("convo_export_jobs", "Export jobs by final status", ["status"])
 SEARCH = Histogram("convo_search_seconds", "Search query time", buckets=_LATENCY)
 RAG_RETRIEVAL = Histogram("convo_rag_retrieval_seconds", "Retrieval time", buckets=_LATENCY)
+# Scale mode: how long one pipeline of stream events takes to reach Redis, and what failed there.
+STREAM_FLUSH = Histogram("convo_stream_flush_seconds", "Time to send pending stream events to Redis",
+                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+REDIS_ERRORS = Counter("convo_redis_errors", "Redis operations that failed, by what was attempted", ["operation"])
+RUNS_REAPED = Counter("convo_runs_reaped", "Answers ended by the reaper because their process died", ["status"])
 
 
 def render() -> tuple[bytes, str]:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
 from convo.config import Settings
 from convo.db.session import Database
 from convo.domain.billing import Billing
@@ -21,9 +25,10 @@ from convo.domain.users import Users
 from convo.domain.versions import Versions
 from convo.llm import tokens
 from convo.llm.registry import Registry, build_registry
-from convo.runtime.cancel import LocalCancelBus
+from convo.runtime.cancel import CancelBus, LocalCancelBus, RedisCancelBus
 from convo.runtime.jobs import InProcessJobs, JobRunner
-from convo.runtime.streams import MemoryStreamLog
+from convo.runtime.redis_streams import RedisStreamLog
+from convo.runtime.streams import MemoryStreamLog, StreamLog
 
 
 @dataclass
@@ -42,15 +47,16 @@ class Services:
     files: Files
     exports: Exports
     imports: Imports
+    redis: Redis | None = None  # scale mode only
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         tokens.configure(settings.tiktoken_dir)
-        db = Database(settings.db_url)
+        db = Database(settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
         registry = build_registry(settings)
-        streams = MemoryStreamLog(settings.stream_retention_seconds)
+        streams, cancels, redis = build_bus(settings)
         billing = Billing(db, settings.daily_cost_budget)
-        chat = Chat(db, registry, streams, LocalCancelBus(), settings, billing)
+        chat = Chat(db, registry, streams, cancels, settings, billing)
         jobs = InProcessJobs()
         retrieval = Retrieval(db, build_embedder(settings), Weights(
             settings.rag_bm25_weight, settings.rag_vec_weight, settings.rag_time_decay))
@@ -71,10 +77,11 @@ class Services:
             files=files,
             exports=Exports(db, files.root, jobs, settings.data_dir / "exports"),
             imports=Imports(db, files, registry),
+            redis=redis,
         )
 
     async def start(self) -> None:
-        await self.chat.start(sole_process=True)
+        await self.chat.start(sole_process=not self.settings.scale_mode)
         await asyncio.to_thread(tokens.warm)
         await self.jobs.start()
         await self.files.resume()
@@ -87,6 +94,23 @@ class Services:
         await self.chat.stop()
         await self.registry.aclose()
         await self.db.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def build_bus(settings: Settings) -> tuple[StreamLog, CancelBus, Redis | None]:
+    """Where answers in progress are shared: this process's memory, or Redis in scale mode."""
+    if not settings.redis_url:
+        return MemoryStreamLog(settings.stream_retention_seconds), LocalCancelBus(), None
+    # One quick retry (a pooled connection may have gone stale), not redis-py's default of ten with
+    # growing pauses: callers fall back at once (memory, the database) and try again on their own.
+    options = {"socket_connect_timeout": 2, "health_check_interval": 10, "retry": Retry(NoBackoff(), 1)}
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2, **options)
+    # Blocking reads wait up to a heartbeat period; their socket timeout must be longer.
+    reader = Redis.from_url(settings.redis_url, socket_timeout=settings.sse_ping_seconds + 5, **options)
+    streams = RedisStreamLog(redis, reader, settings.redis_prefix, settings.stream_retention_seconds,
+                             settings.stream_flush_ms / 1000)
+    return streams, RedisCancelBus(redis, settings.redis_prefix), redis
 
 
 def build_embedder(settings: Settings) -> Embedder:

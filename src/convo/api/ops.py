@@ -23,9 +23,14 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(services: ServicesDep):
-    """Ready to take traffic: the database answers."""
+    """Ready to take traffic: the database answers, and Redis too in scale mode."""
     try:
         await services.db.ping()
     except Exception as exc:
         return error_response(503, "not_ready", f"database unavailable: {type(exc).__name__}")
+    if services.redis is not None:
+        try:
+            await services.redis.ping()
+        except Exception as exc:
+            return error_response(503, "not_ready", f"Redis unavailable: {type(exc).__name__}")
     return {"status": "ready"}

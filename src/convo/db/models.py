@@ -115,6 +115,8 @@ class Message(Base):
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     # Refreshed while a generation runs; a stale one means the process that ran it died.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set by whichever process receives a cancel; the one running the answer polls it.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Daily budgets (domain/billing.py): an answer's exact cost once finished, and the worst case it
     # holds while it is written.
     cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)

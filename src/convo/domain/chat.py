@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, func, select, update
 
 from convo import observability as obs
 from convo.config import Settings
@@ -94,10 +94,20 @@ class Chat:
     @property
     def lease(self) -> timedelta:
         """A run whose heartbeat is older than this belongs to a process that died."""
+        if self.settings.run_lease_seconds is not None:
+            return timedelta(seconds=self.settings.run_lease_seconds)
         return timedelta(seconds=max(10.0, 5 * self.settings.checkpoint_seconds))
 
+    def _now(self) -> Any:
+        """The clock heartbeats are written and judged by: the database's when several hosts share it,
+        so their clocks cannot disagree about who is alive."""
+        return utcnow() if self.db.is_sqlite else func.now()
+
     async def start(self, *, sole_process: bool) -> None:
-        # A process that is the only server knows that nothing else can be generating right now.
+        # A process that is the only server knows that nothing else can be generating right now; one of
+        # several only ends answers whose process stopped beating.
+        await self.streams.start()
+        await self.cancels.start()
         await self.reap(all_streaming=sole_process)
         self._background.append(asyncio.create_task(self._housekeeping()))
 
@@ -115,60 +125,109 @@ class Chat:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.cancels.stop()
+        await self.streams.stop()
 
     async def reap(self, *, all_streaming: bool = False) -> int:
-        """Mark answers that no live process is generating as `interrupted`, keeping their text."""
+        """End answers that no live process is generating, keeping their text: `cancelled` if someone
+        asked to stop them, else `interrupted`. Several processes may reap at once: the guarded UPDATE
+        gives each answer to one of them."""
         # The reservation is released, not charged: what the dead process spent upstream is unknown.
-        query = update(Message).where(Message.status == "streaming").values(
-            status="interrupted", event_seq=Message.event_seq + 1, reserved_usd=None, updated_at=utcnow()
+        query = (
+            update(Message).where(Message.status == "streaming")
+            .values(status=case((Message.cancel_requested_at.is_(None), "interrupted"), else_="cancelled"),
+                    reserved_usd=None, updated_at=utcnow())
+            .returning(Message.id, Message.status, Message.event_seq)
         )
         if self._runs:
             query = query.where(Message.id.not_in(list(self._runs)))
         if not all_streaming:
-            query = query.where(Message.heartbeat_at < utcnow() - self.lease)
+            query = query.where(Message.heartbeat_at < self._now() - self.lease)
         async with self.db.write() as session:
-            result = await session.execute(query)
-        if result.rowcount:
-            log.warning("marked %d unfinished answers as interrupted", result.rowcount)
-        return result.rowcount
+            reaped = (await session.execute(query)).all()
+        for message_id, status, event_seq in reaped:
+            await self._end_orphan(message_id, status, event_seq)
+            obs.RUNS_REAPED.labels(status).inc()
+        if reaped:
+            log.warning("ended %d answers whose process stopped", len(reaped))
+        return len(reaped)
+
+    async def _end_orphan(self, message_id: int, status: str, event_seq: int) -> None:
+        """Give the answer of a dead process its end: in its stream log, when another process can
+        still read it (with every token the dead process streamed), and in the database."""
+        values: dict[str, Any] = {"event_seq": event_seq + 1}
+        for _ in range(3):
+            recovered = await self.streams.recover(message_id)
+            if recovered is None or recovered.ended:
+                break
+            async with self.db.read() as session:
+                message = await session.get(Message, message_id)
+                if message is None:
+                    return
+                content = recovered.text if len(recovered.text) > len(message.content) else message.content
+                view = await message_view(session, message)
+            if status == "cancelled":
+                event, data = "done", {"message": {**message_json(view), "content": content}}
+            else:
+                event, data = "error", _interrupted_error()
+            if await self.streams.seal(message_id, recovered.last_seq, event, data):
+                values = {"event_seq": recovered.last_seq + 1, "content": content}
+                break
+        async with self.db.write() as session:
+            await session.execute(update(Message).where(Message.id == message_id).values(**values))
 
     async def _housekeeping(self) -> None:
-        last_reap = time.monotonic()
+        tick = min(self.settings.checkpoint_seconds, 0.5)
+        last_checkpoint = last_reap = time.monotonic()
         while True:
-            await asyncio.sleep(self.settings.checkpoint_seconds)
+            await asyncio.sleep(tick)
             try:
-                await self._checkpoint()
+                now = time.monotonic()
+                if now - last_checkpoint >= self.settings.checkpoint_seconds:
+                    last_checkpoint = now
+                    await self._checkpoint()
+                await self._poll_cancels()
                 self.streams.sweep()
-                if time.monotonic() - last_reap > self.lease.total_seconds():
-                    last_reap = time.monotonic()
+                if now - last_reap > self.lease.total_seconds():
+                    last_reap = now
                     await self.reap()
             except Exception:
                 log.exception("housekeeping failed; retrying")
+
+    async def _poll_cancels(self) -> None:
+        """The backstop of the cancel bus: requests recorded in the database for answers running here."""
+        if not self._runs:
+            return
+        async with self.db.read() as session:
+            asked = list(await session.scalars(select(Message.id).where(
+                Message.id.in_(list(self._runs)), Message.cancel_requested_at.is_not(None))))
+        for message_id in asked:
+            self._cancel_local(message_id)
 
     async def _checkpoint(self) -> None:
         """Write every live answer's text so far, and its heartbeat, in one transaction of two
         executemany statements (one row per answer)."""
         if not self._runs:
             return
-        now = utcnow()
+        now = self._now()
         grown, beating = [], []
         for run in list(self._runs.values()):
             if run.dirty:
                 run.dirty = False
-                grown.append({"mid": run.message_id, "text": run.content, "seq": run.seq, "beat": now})
+                grown.append({"mid": run.message_id, "text": run.content, "seq": run.seq})
             else:
-                beating.append({"mid": run.message_id, "beat": now})
+                beating.append({"mid": run.message_id})
         table = Message.__table__
         live = (table.c.id == bindparam("mid")) & (table.c.status == "streaming")
         async with self.db.write() as session:
             if grown:
                 await session.execute(
                     update(table).where(live).values(
-                        content=bindparam("text"), event_seq=bindparam("seq"), heartbeat_at=bindparam("beat")),
+                        content=bindparam("text"), event_seq=bindparam("seq"), heartbeat_at=now),
                     grown,
                 )
             if beating:
-                await session.execute(update(table).where(live).values(heartbeat_at=bindparam("beat")), beating)
+                await session.execute(update(table).where(live).values(heartbeat_at=now), beating)
 
     # -- starting a turn -------------------------------------------------------------------------
 
@@ -463,13 +522,15 @@ class Chat:
         async with self.db.write() as session:
             written = await session.execute(
                 update(Message)
-                .where(Message.id == run.message_id)
+                # Still streaming: a run that stalled past its lease was ended by a reaper, and its
+                # end stands.
+                .where(Message.id == run.message_id, Message.status == "streaming")
                 .values(content=content, status=status, meta=meta, event_seq=run.seq + len(final),
                         cost_usd=cost, reserved_usd=None, heartbeat_at=None, updated_at=now)
             )
             # Charged even when the chat was deleted meanwhile: the tokens were spent all the same.
             self.billing.charge(session, run.user_id, run.message_id, run.model.id, cost)
-        if written.rowcount != 1:  # the thread was deleted while answering
+        if written.rowcount != 1:  # the thread was deleted while answering, or a reaper ended it
             return
         finished = {**run.answer_json, "content": content, "status": status, "meta": meta}
 
@@ -505,6 +566,9 @@ class Chat:
         if message.role != "assistant":
             raise InvalidInput("Only answers can be cancelled.", code="not_an_answer")
         if message.status == "streaming":
+            async with self.db.write() as session:
+                await session.execute(update(Message).where(
+                    Message.id == message_id, Message.status == "streaming").values(cancel_requested_at=utcnow()))
             await self.cancels.request(message_id)
 
     def cancel_local(self, message_ids: list[int]) -> None:
@@ -528,15 +592,20 @@ class Chat:
     async def stream(self, message_id: int, after: int) -> AsyncIterator[bytes]:
         """The SSE bytes of an answer after event `after` (the caller has checked access)."""
         ping = self.settings.sse_ping_seconds
-        try:
-            async for batch in self.streams.follow(message_id, after, ping):
-                yield b"".join(e.frame for e in batch) if batch else PING
-            return
-        except LogMissing:
-            pass
-        # No live log here: wait for the database to show the end, then replay it in short form.
-        waited = 0.0
+        quiet_since = time.monotonic()
         while True:
+            try:
+                async for batch in self.streams.follow(message_id, after, ping):
+                    if batch:
+                        after = batch[-1].seq
+                        yield b"".join(e.frame for e in batch)
+                    else:
+                        yield PING
+                return
+            except LogMissing:
+                pass
+            # No log to follow: wait for the database to show the end, then replay it in short form. A
+            # log that comes back (Redis again reachable) is followed again.
             async with self.db.read() as session:
                 message = await session.get(Message, message_id)
                 if message is None:
@@ -545,9 +614,8 @@ class Chat:
                     view = await message_view(session, message)
                     break
             await asyncio.sleep(0.5)
-            waited += 0.5
-            if waited >= ping:
-                waited = 0.0
+            if time.monotonic() - quiet_since >= ping:
+                quiet_since = time.monotonic()
                 yield PING
         for seq, event, data in _replay(view, after):
             yield encode(seq, event, data)

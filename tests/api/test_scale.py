@@ -1,0 +1,133 @@
+"""Scale mode with real processes: two API processes (A and B) on one PostgreSQL and one Redis. An answer
+started on A is followed, resumed and cancelled from B; a process killed mid-answer, and Redis going
+away, lose nothing a client saw and leave nothing streaming forever."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.api.test_stream import SLOW, SLOW_TEXT, answer_id, wait_for
+from tests.conftest import Cluster
+from tests.support import Api, Stream
+
+pytestmark = pytest.mark.slow
+
+
+def on(server, api: Api) -> Api:
+    """The same user's client, talking to another process."""
+    other = Api(server.url, token=api.token)
+    other.user = api.user
+    return other
+
+
+def stored(api: Api, thread_id: int) -> dict:
+    return api.get(f"/api/threads/{thread_id}").json()["messages"][-1]
+
+
+def test_an_answer_started_on_a_is_followed_and_resumed_on_b(cluster: Cluster) -> None:
+    a, b = cluster.servers
+    user = a.api()
+    other = on(b, user)
+    thread = user.thread()
+    seen: dict[str, Stream] = {}
+
+    def follow_from_b(message_id: int) -> None:
+        seen["b"] = other.follow(message_id, after=0)
+
+    first = user.send(thread["id"], SLOW, stop_after=5)  # A's client hangs up mid-answer
+    follower = threading.Thread(target=follow_from_b, args=(answer_id(first),))
+    follower.start()
+    rest = other.follow(answer_id(first), after=first.ids[-1])  # and resumes on B
+    follower.join(30)
+
+    assert rest.ids[0] == first.ids[-1] + 1
+    assert first.ids + rest.ids == list(range(1, rest.ids[-1] + 1)), "nothing lost, nothing repeated"
+    assert first.text + rest.text == SLOW_TEXT
+    assert rest.last.event == "done" and rest.last.data["message"]["content"] == SLOW_TEXT
+    whole = seen["b"]
+    assert whole.ids == list(range(1, rest.ids[-1] + 1)) and whole.text == SLOW_TEXT
+    assert [e.event for e in whole.events[:5]] == [e.event for e in first.events]
+    assert stored(user, thread["id"])["content"] == SLOW_TEXT
+
+
+def test_cancel_on_b_stops_the_answer_running_on_a_within_a_second(cluster: Cluster) -> None:
+    a, b = cluster.servers
+    user = a.api()
+    other = on(b, user)
+    thread = user.thread()
+    started = user.send(thread["id"], "[[fake tokens=400 interval=0.05]]", stop_after=4)
+    message_id = answer_id(started)
+    asked = time.monotonic()
+    assert other.post(f"/api/convo/messages/{message_id}/cancel").status_code in (200, 202, 204)
+    end = other.follow(message_id, after=4)
+    elapsed = time.monotonic() - asked
+    assert end.last.event == "done" and end.last.data["message"]["status"] == "cancelled"
+    assert elapsed < 1.5, elapsed
+    text = end.last.data["message"]["content"]
+    assert 0 < len(text.split()) < 100
+    assert stored(user, thread["id"])["status"] == "cancelled" and stored(user, thread["id"])["content"] == text
+    # The thread takes the next message, on either process.
+    assert other.send(thread["id"], "and now?").last.event == "done"
+
+
+def test_a_killed_process_s_answer_ends_interrupted_with_every_token_it_streamed(cluster: Cluster) -> None:
+    a, b = cluster.servers
+    user = a.api()
+    other = on(b, user)
+    thread = user.thread()
+    first = user.send(thread["id"], "[[fake tokens=400 interval=0.05]]", stop_after=12)
+    message_id = answer_id(first)
+    watcher: dict[str, Stream] = {}
+    follower = threading.Thread(target=lambda: watcher.update(b=other.follow(message_id, after=0)))
+    follower.start()
+    time.sleep(0.5)
+    killed = time.monotonic()
+    a.stop(kill=True)
+    follower.join(30)
+    ended_after = time.monotonic() - killed
+    seen = watcher["b"]
+    assert seen.last.event == "error" and seen.last.data["code"] == "interrupted"
+    assert ended_after < 2 + 2 + 3, ended_after  # lease + a reap period + slack
+    assert seen.ids == list(range(1, seen.ids[-1] + 1))
+    message = stored(other, thread["id"])
+    assert message["status"] == "interrupted"
+    assert message["content"] == seen.text and len(seen.text.split()) >= 12
+    # A new message is taken; a process that starts now does not end B's answers.
+    live = other.send(thread["id"], "[[fake tokens=60 interval=0.05]]", stop_after=3)
+    a.start()
+    rest = other.follow(answer_id(live), after=3)
+    assert rest.last.event == "done" and rest.last.data["message"]["status"] == "complete"
+
+
+def test_redis_going_away_ends_nothing_and_cancel_still_works(make_cluster, private_redis) -> None:
+    group: Cluster = make_cluster(private_redis.url)
+    a, b = group.servers
+    user = a.api()
+    other = on(b, user)
+    thread = user.thread()
+
+    # Redis restarts empty in the middle of an answer: A finishes it, and B follows it to the end.
+    first = user.send(thread["id"], "[[fake tokens=60 interval=0.05]]", stop_after=5)
+    private_redis.stop()
+    private_redis.start()
+    rest = other.follow(answer_id(first), after=5)
+    assert rest.last.event == "done" and rest.last.data["message"]["content"] == " ".join(
+        f"w{i}" for i in range(60))
+    assert first.ids + [i for i in rest.ids if i > 5] == list(range(1, rest.ids[-1] + 1))
+
+    # Redis stopped: A still streams to its own client, B gives the end from the database, /readyz
+    # says so, and a cancel sent to B reaches A through the database.
+    private_redis.stop()
+    wait_for(lambda: httpx.get(a.url + "/readyz").status_code == 503)
+    whole = user.send(thread["id"], "still here?")
+    assert whole.last.event == "done" and whole.text == "You said: still here?"
+    assert other.follow(answer_id(whole)).last.event == "done"
+    slow = user.send(thread["id"], "[[fake tokens=400 interval=0.05]]", stop_after=3)
+    assert other.post(f"/api/convo/messages/{answer_id(slow)}/cancel").status_code in (200, 202, 204)
+    wait_for(lambda: stored(user, thread["id"])["status"] == "cancelled", timeout=5)
+    private_redis.start()
+    wait_for(lambda: httpx.get(b.url + "/readyz").status_code == 200)
