@@ -104,9 +104,10 @@ providers:
 class Server:
     """`convo serve` in a subprocess, as a user runs it."""
 
-    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+    def __init__(self, folder: Path, env: dict[str, str], *, workers: int = 1) -> None:
         self.folder = folder
         self.env = env
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / "server.log"
@@ -119,7 +120,7 @@ class Server:
     def start(self) -> Server:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "convo.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "convo.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
@@ -329,10 +330,10 @@ class Cluster:
                             CONVO_RUN_LEASE_SECONDS="2", **extra)
         self.servers: list[Server] = []
 
-    def add(self) -> Server:
+    def add(self, *, workers: int = 1) -> Server:
         folder = self.folder / f"p{len(self.servers)}"
         folder.mkdir()
-        server = Server(folder, self.env)
+        server = Server(folder, self.env, workers=workers)
         self.servers.append(server)
         return server.start()
 

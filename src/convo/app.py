@@ -32,7 +32,7 @@ from convo.api import (
     versions,
 )
 from convo.config import Settings, get_settings
-from convo.observability import MetricsMiddleware, setup_logging
+from convo.observability import MetricsMiddleware, process_exiting, setup_logging
 from convo.services import Services
 
 WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await services.stop()
+            process_exiting()
 
     app = FastAPI(title="Convo", version=__version__, lifespan=lifespan)
     errors.install(app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -49,11 +50,32 @@ RUNS_REAPED = Counter("convo_runs_reaped", "Answers ended by the reaper because 
 
 
 def render() -> tuple[bytes, str]:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        forget_dead_processes(Path(folder))
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def forget_dead_processes(folder: Path) -> None:
+    """Drop the live gauges of worker processes that are gone, killed ones included (nothing else would:
+    uvicorn tells no one when it replaces a worker). Counters stay: their sums must never go back."""
+    for path in folder.glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(folder))
+        except PermissionError:
+            pass
+
+
+def process_exiting() -> None:
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        multiprocess.mark_process_dead(os.getpid(), folder)
 
 
 class MetricsMiddleware:

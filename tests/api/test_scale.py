@@ -131,3 +131,28 @@ def test_redis_going_away_ends_nothing_and_cancel_still_works(make_cluster, priv
     wait_for(lambda: stored(user, thread["id"])["status"] == "cancelled", timeout=5)
     private_redis.start()
     wait_for(lambda: httpx.get(b.url + "/readyz").status_code == 200)
+
+
+def test_one_host_serves_with_several_workers_and_counts_once(cluster: Cluster) -> None:
+    """`convo serve --workers 2`: answers work whichever worker takes each request, and /metrics adds up
+    every worker's samples."""
+    host = cluster.add(workers=2)
+    user = host.api()
+    thread = user.thread()
+    for n in range(6):
+        stream = user.send(thread["id"], f"hello {n}")
+        assert stream.last.event == "done", stream.events
+        follower = user.follow(answer_id(stream))
+        assert follower.text == f"You said: hello {n}"
+    for _ in range(20):
+        assert httpx.get(host.url + "/healthz").status_code == 200
+    metrics = httpx.get(host.url + "/metrics").text
+    healthz = [line for line in metrics.splitlines()
+               if line.startswith("convo_http_request_duration_seconds_count") and '"/healthz"' in line]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in healthz) == 20
+    assert "convo_sse_sessions_active 0.0" in metrics
+
+
+def test_several_workers_need_postgresql_and_redis(sqlite_server) -> None:
+    refused = sqlite_server.convo("serve", "--workers", "2", "--port", "1")
+    assert refused.returncode != 0 and "REDIS_URL" in refused.stderr
