@@ -1,8 +1,11 @@
-"""Background jobs, addressed by name with JSON arguments, so the same call can later go to Celery.
+"""Background jobs, addressed by name with JSON arguments: run in this process, or on Celery workers.
 
 The in-process runner keeps every job as an asyncio task; a handler does its CPU work in threads
-(asyncio.to_thread), so the event loop never waits for it. A failing job is logged and handed to the
-`on_error` of its registration, which records the failure on the job's object for users to read.
+(asyncio.to_thread), so the event loop never waits for it. The Celery runner (scale mode) sends the
+name and arguments to the broker; a `convo worker` process runs the same handler (see convo/worker.py).
+A failing job is logged and handed to the `on_error` of its registration, which records the failure on
+the job's object for users to read. Delivery may repeat (a worker that dies mid-job has its job sent
+again), so handlers are idempotent and count their attempts on their own rows.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ class JobRunner(Protocol):
 
     async def stop(self) -> None: ...
 
+    @property
+    def in_process(self) -> bool:
+        """Whether jobs run in this process (then it resumes what it left unfinished when it starts)."""
+        ...
+
 
 @dataclass
 class _Registration:
@@ -48,6 +56,8 @@ class InProcessJobs:
         self._concurrency = concurrency
         self._stop_timeout = stop_timeout
         self._stopping = False
+
+    in_process = True
 
     def register(self, name: str, handler: Handler, on_error: ErrorHandler | None = None) -> None:
         self._jobs[name] = _Registration(handler, on_error)
@@ -102,3 +112,48 @@ class InProcessJobs:
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+# Errors worth another try on another delivery: the database or the network blinked.
+TRANSIENT: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+CELERY_TASK = "convo.job"
+
+
+class CeleryJobs:
+    """Scale mode: `enqueue` hands the job to the broker; `run` is what a worker does with it."""
+
+    in_process = False
+
+    def __init__(self, app: Any) -> None:
+        self.app = app  # a configured Celery app (convo/worker.py)
+        self._jobs: dict[str, _Registration] = {}
+
+    def register(self, name: str, handler: Handler, on_error: ErrorHandler | None = None) -> None:
+        self._jobs[name] = _Registration(handler, on_error)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def enqueue(self, name: str, args: dict[str, Any]) -> None:
+        if name not in self._jobs:
+            raise KeyError(f"no job named {name!r}")
+        payload = json.loads(json.dumps(args))
+        # kombu publishes with blocking sockets.
+        await asyncio.to_thread(self.app.send_task, CELERY_TASK, args=[name, payload])
+
+    async def run(self, name: str, args: dict[str, Any], *, last_try: bool) -> None:
+        """Run one delivery. A transient failure is raised for Celery to retry, unless this is the last
+        try; any other failure is recorded through `on_error` and the job ends."""
+        registration = self._jobs[name]
+        try:
+            await registration.handler(args)
+        except Exception as exc:
+            if isinstance(exc, TRANSIENT) and not last_try:
+                log.warning("job %s %s failed (%s); it will be tried again", name, args, exc)
+                raise
+            log.exception("job %s %s failed", name, args)
+            if registration.on_error is not None:
+                await registration.on_error(args, exc)
