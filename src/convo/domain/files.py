@@ -29,6 +29,7 @@ from convo.runtime.jobs import JobRunner
 log = logging.getLogger(__name__)
 
 INGEST_JOB = "ingest_attachment"
+MAX_INGEST_ATTEMPTS = 3  # indexing started this often without finishing may be what stops the server
 
 SOURCE_SUFFIXES = {
     ".py": "text/x-python", ".js": "text/javascript", ".mjs": "text/javascript", ".ts": "text/x-typescript",
@@ -181,7 +182,7 @@ class Files:
             attachment = await session.get(Attachment, attachment_id)
         if attachment is None:  # deleted while queued
             return
-        await self._set(attachment_id, status="processing", error=None)
+        await self._set(attachment_id, status="processing", error=None, attempts=Attachment.attempts + 1)
         try:
             body = await extract_file(self.root / attachment.storage_path, attachment.content_type, self.limits)
             chunks, vectors = await asyncio.to_thread(self.retrieval.prepare, body)
@@ -203,8 +204,16 @@ class Files:
                         error=f"Indexing failed ({type(exc).__name__}); try uploading the file again.")
 
     async def resume(self) -> None:
-        """Queue again what a stopped process left queued or half done."""
+        """Queue again what a stopped process left queued or half done, but fail a file whose indexing
+        was started MAX_INGEST_ATTEMPTS times: it may be what stopped the process."""
         async with self.db.write() as session:
+            await session.execute(
+                update(Attachment)
+                .where(Attachment.status == "processing", Attachment.attempts >= MAX_INGEST_ATTEMPTS)
+                .values(status="failed", updated_at=utcnow(), error=(
+                    f"Indexing stopped {MAX_INGEST_ATTEMPTS} times before it finished (the server stopped while "
+                    "reading this file), so Convo gave up on it."))
+            )
             ids = list(await session.scalars(select(Attachment.id).where(
                 Attachment.status.in_(("queued", "processing")))))
             if ids:
