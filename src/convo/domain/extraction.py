@@ -360,7 +360,8 @@ def main(argv: list[str]) -> int:
     _limit(int(memory_bytes), int(cpu_seconds))
     logging.disable(logging.WARNING)  # pypdf warns about every damaged object; stderr is for crashes
     try:
-        sys.stdout.buffer.write(extract(Path(path).read_bytes(), content_type).encode("utf-8"))
+        # A PDF's text can hold lone surrogates, which neither the pipe nor PostgreSQL take.
+        sys.stdout.buffer.write(extract(Path(path).read_bytes(), content_type).encode("utf-8", "replace"))
         return 0
     except ExtractionError as exc:
         reason = str(exc)
