@@ -90,7 +90,6 @@ class _Text:
 
 
 def _label(name: str) -> str:
-    name = name.strip()
     return name if len(name) <= MAX_LABEL_CHARS else name[:MAX_LABEL_CHARS - 1] + "…"
 
 
@@ -198,7 +197,7 @@ def _csv_text(data: str, text: _Text) -> None:
         header = next(rows, None)
         if header is None:
             return
-        labels = [_label(name) for name in header]
+        labels = [_label(name.strip()) for name in header]
         body = False
         for row in rows:
             body = True
@@ -233,23 +232,29 @@ def _json_text(data: str, text: _Text) -> None:
         text.add("\n".join(lines))
 
 
-def _json_lines(node: Any, path: str) -> Iterator[str]:
-    """The leaves under `node`, depth first, with a stack of iterators instead of recursion (deep JSON
-    is valid JSON) and paths cut to their end (they repeat on every line)."""
-    stack = [iter([(path, node)])]
+def _json_lines(root: Any, root_path: str) -> Iterator[str]:
+    """The leaves under `root`, depth first, with a stack of iterators instead of recursion (deep JSON
+    is valid JSON)."""
+    stack = [iter([(root_path, root)])]
     while stack:
         entry = next(stack[-1], None)
         if entry is None:
             stack.pop()
-        elif isinstance(entry[1], dict | list):
-            stack.append(_json_children(*entry))
+            continue
+        path, node = entry
+        if isinstance(node, dict | list):
+            stack.append(_json_children(path, node))
         else:
-            yield f"{entry[0]}: {entry[1]}" if entry[0] else str(entry[1])
+            yield f"{path}: {node}" if path else str(node)
 
 
 def _json_children(path: str, node: dict[Any, Any] | list[Any]) -> Iterator[tuple[str, Any]]:
-    pairs = ((f"{path}.{_label(str(k))}" if path else _label(str(k)), v) for k, v in node.items()) \
-        if isinstance(node, dict) else ((f"{path}[{i}]", v) for i, v in enumerate(node))
+    """A container's entries with their paths, made one at a time and cut to their end, as every line
+    repeats its path."""
+    if isinstance(node, dict):
+        pairs = ((f"{path}.{_label(str(k))}" if path else _label(str(k)), v) for k, v in node.items())
+    else:
+        pairs = ((f"{path}[{i}]", v) for i, v in enumerate(node))
     for child_path, child in pairs:
         yield (child_path if len(child_path) <= MAX_PATH_CHARS else "…" + child_path[1 - MAX_PATH_CHARS:]), child
 
