@@ -3,6 +3,7 @@ files may turn into, and the child process that reads a file under memory, CPU a
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import tracemalloc
@@ -145,3 +146,27 @@ def test_a_child_over_its_cpu_limit_is_stopped(slow_html: Path) -> None:
 def test_a_child_over_its_wall_clock_limit_is_killed(slow_html: Path) -> None:
     with pytest.raises(ExtractionError, match="took longer than 2 s"):
         read(slow_html, "text/html", Limits(wall_seconds=2))
+
+
+def test_a_cancelled_read_kills_its_child(slow_html: Path) -> None:
+    def children() -> list[str]:
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if str(slow_html).encode() in cmdline.read_bytes():
+                    found.append(cmdline.parent.name)
+            except OSError:  # ended meanwhile
+                pass
+        return found
+
+    async def cancel_midway() -> list[str]:
+        task = asyncio.create_task(extract_file(slow_html, "text/html", Limits()))
+        await asyncio.sleep(1)
+        running = children()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return running
+
+    assert len(run_async(cancel_midway())) == 1  # a server stopping cancels its jobs
+    assert children() == []
