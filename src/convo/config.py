@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     rag_vec_weight: float = Field(0.5, alias="RAG_VEC_WEIGHT", ge=0)
     rag_time_decay: float = Field(0.0, alias="RAG_TIME_DECAY", ge=0)
     max_upload_mb: float = Field(25, alias="CONVO_MAX_UPLOAD_MB", gt=0)
+    # Reading one upload's text runs in a child process with this much memory and time.
+    extract_memory_mb: int = Field(1024, alias="CONVO_EXTRACT_MEMORY_MB", ge=64)
+    extract_seconds: float = Field(120.0, alias="CONVO_EXTRACT_SECONDS", gt=0)
     # Embeddings: the bundled all-MiniLM-L6-v2 unless an OpenAI-compatible endpoint is named (its model
     # must give 384 dimensions, or accept `dimensions: 384` as text-embedding-3 does).
     embeddings_base_url: str | None = Field(None, alias="CONVO_EMBEDDINGS_BASE_URL")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -14,6 +15,7 @@ from convo.db.session import Database
 from convo.domain.billing import Billing
 from convo.domain.chat import Chat
 from convo.domain.exports import Exports
+from convo.domain.extraction import Limits
 from convo.domain.files import Files
 from convo.domain.imports import Imports
 from convo.domain.retrieval import Retrieval, Weights
@@ -60,7 +62,8 @@ class Services:
         jobs = InProcessJobs()
         retrieval = Retrieval(db, build_embedder(settings), Weights(
             settings.rag_bm25_weight, settings.rag_vec_weight, settings.rag_time_decay))
-        files = Files(db, retrieval, jobs, settings.data_dir, settings.max_upload_bytes)
+        files = Files(db, retrieval, jobs, settings.data_dir, settings.max_upload_bytes, Limits(
+            settings.extract_memory_mb * 1024 * 1024, math.ceil(settings.extract_seconds), settings.extract_seconds))
         chat.grounder = Grounder(files)
         return cls(
             settings=settings,

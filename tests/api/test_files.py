@@ -1,15 +1,18 @@
 """Uploads on a real server, on SQLite and PostgreSQL: types by content, limits, status, ownership,
-deletion of chunks, vectors and originals."""
+deletion of chunks, vectors and originals, hostile files, and ingestion across restarts."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import sqlite3
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import Server
@@ -45,6 +48,34 @@ def make_docx(heading: str, paragraphs: list[str]) -> bytes:
     return out.getvalue()
 
 
+@functools.cache
+def make_docx_bomb(megabytes: int) -> bytes:
+    """A zip that detect() takes for Word, whose word/document.xml is `megabytes` MB of empty paragraphs
+    packed about 1,000 to 1, written in pieces."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        with archive.open("word/document.xml", "w", force_zip64=True) as part:
+            part.write(b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>')
+            piece = b"<w:p/>" * (1024 * 1024 // 6)
+            for _ in range(megabytes):
+                part.write(piece)
+            part.write(b"</w:body></w:document>")
+    return out.getvalue()
+
+
+@functools.cache
+def make_long_pdf(pages: int) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    for number in range(1, pages + 1):
+        pdf.add_page()
+        pdf.text(20, 20, f"Page {number} of the harbour log.")
+    return bytes(pdf.output())
+
+
 def upload(api: Api, thread_id: int, name: str, data: bytes, mime: str = "application/octet-stream") -> Any:
     return api.post(f"/api/threads/{thread_id}/attachments", files={"file": (name, data, mime)})
 
@@ -64,6 +95,20 @@ def attach(api: Api, thread_id: int, name: str, data: bytes) -> dict[str, Any]:
     body = wait_ready(api, response.json()["id"])
     assert body["status"] == "ready", body
     return body
+
+
+def db_execute(server: Server, sql: str, *params: Any) -> None:
+    """Change the server's database directly (with it stopped), to set up what only a crash leaves."""
+    url = server.env.get("DATABASE_URL")
+    if url is None:
+        with sqlite3.connect(Path(server.env["CONVO_DATA_DIR"]) / "convo.db") as conn:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(sql.replace("%s", "?"), params)
+        return
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+asyncpg://", "postgresql://")) as conn:
+        conn.execute(sql, params)
 
 
 def db_rows(server: Server, sql: str, *params: Any) -> list[tuple]:
@@ -246,3 +291,72 @@ def test_deleting_the_thread_removes_its_files(server: Server, api: Api) -> None
     assert not stored.exists()
     assert db_rows(server, "SELECT count(*) FROM chunk_vectors WHERE attachment_id = %s", body["id"]) == [(0,)]
     assert db_rows(server, "SELECT count(*) FROM chunks WHERE attachment_id = %s", body["id"]) == [(0,)]
+
+
+def fails_and_server_stays_up(server: Server, api: Api, name: str, data: bytes) -> str:
+    """Upload a hostile file: it must end `failed`, and the server must go on indexing other files."""
+    thread = api.thread()
+    response = upload(api, thread["id"], name, data)
+    assert response.status_code == 201, response.text
+    body = wait_ready(api, response.json()["id"])
+    assert body["status"] == "failed" and body["chunk_count"] == 0, body
+    assert httpx.get(server.url + "/readyz", timeout=10).status_code == 200
+    attach(api, thread["id"], "after.txt", b"The harbour master signs the log at noon.")
+    return body["error"]
+
+
+def test_a_csv_whose_header_repeats_on_every_row_fails_at_the_text_budget(server: Server, api: Api) -> None:
+    bomb = b"h" * 100_000 + b"\n" + b"x\n" * 200_000  # 500 KB that used to become 20 GB of text
+    error = fails_and_server_stays_up(server, api, "bomb.csv", bomb)
+    assert "more than 5,000,000 characters" in error
+
+
+def test_a_json_whose_key_repeats_on_every_line_fails_at_the_text_budget(server: Server, api: Api) -> None:
+    bomb = json.dumps({"k" * 100_000: [0] * 200_000}).encode()
+    error = fails_and_server_stays_up(server, api, "bomb.json", bomb)
+    assert "more than 5,000,000 characters" in error
+
+
+def test_deep_json_is_a_clear_422_not_a_crash(api: Api) -> None:
+    thread = api.thread()
+    deep = b"[" * 100_000 + b"]" * 100_000
+    response = upload(api, thread["id"], "deep.json", deep)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert "nested too deeply" in response.json()["error"]["message"]
+    # Named as text it is text, brackets and all.
+    assert attach(api, thread["id"], "deep.txt", deep)["content_type"] == "text/plain"
+
+
+def test_a_docx_zip_bomb_fails_before_it_is_unpacked(server: Server, api: Api) -> None:
+    error = fails_and_server_stays_up(server, api, "bomb.docx", make_docx_bomb(200))
+    assert "unpacks to 200 MB" in error and "at most 50 MB" in error
+
+
+def test_a_pdf_over_the_page_cap_fails(server: Server, api: Api) -> None:
+    error = fails_and_server_stays_up(server, api, "log.pdf", make_long_pdf(2001))
+    assert "2,001 pages" in error and "at most 2,000" in error
+
+
+def test_at_restart_a_file_that_keeps_stopping_indexing_fails_and_others_are_indexed_again(own_server: Server
+                                                                                           ) -> None:
+    api = own_server.api()
+    thread = api.thread()
+    stuck = attach(api, thread["id"], "stuck.txt", b"Ballast water is pumped out at the quay.")
+    resumed = attach(api, thread["id"], "resumed.txt", b"Pilots board the ship at the outer buoy.")
+    assert db_rows(own_server, "SELECT attempts FROM attachments WHERE id = %s", resumed["id"]) == [(1,)]
+    own_server.stop(kill=True)
+    # What a server killed while reading them leaves: both half done, one of them for the third time.
+    for attachment, attempts in ((stuck, 3), (resumed, 1)):
+        db_execute(own_server, "DELETE FROM chunks WHERE attachment_id = %s", attachment["id"])
+        db_execute(own_server, "UPDATE attachments SET status = 'processing', chunk_count = 0, attempts = %s "
+                   "WHERE id = %s", attempts, attachment["id"])
+    own_server.start()
+    failed = wait_ready(api, stuck["id"])
+    assert failed["status"] == "failed" and "Indexing stopped 3 times" in failed["error"], failed
+    again = wait_ready(api, resumed["id"])
+    assert again["status"] == "ready" and again["chunk_count"] >= 1, again
+    assert db_rows(own_server, "SELECT attempts FROM attachments WHERE id = %s", resumed["id"]) == [(2,)]
+    hits = api.post("/api/rag/search", json={"q": "outer buoy", "thread_id": thread["id"], "mode": "bm25"}).json()
+    assert [h["attachment_id"] for h in hits["items"]] == [resumed["id"]]
+    api.close()

@@ -10,7 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from convo.domain.files import ExtractionError, UnsupportedType, detect, extract
+from convo.domain.extraction import ExtractionError, extract
+from convo.domain.files import UnsupportedType, detect
 from convo.domain.retrieval import Weights, fuse
 from convo.domain.retrieval.embeddings import MiniLM
 from convo.domain.retrieval.keyword import query_terms, terms

@@ -1,16 +1,14 @@
-"""Uploads: check a file by its content, keep the original, extract its text, and index it in the
-background (`queued → processing → ready | failed`, with a readable error)."""
+"""Uploads: check a file by its content, keep the original, extract its text (`extraction`), and index it
+in the background (`queued → processing → ready | failed`, with a readable error)."""
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import hashlib
 import io
 import json
 import logging
 import os
-import re
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
@@ -22,6 +20,7 @@ from sqlalchemy import select, update
 
 from convo.db.models import Attachment, User, utcnow
 from convo.db.session import Database
+from convo.domain.extraction import ExtractionError, Limits, decode_text, extract_file
 from convo.domain.retrieval import Hit, Mode, Retrieval
 from convo.domain.threads import owned_thread
 from convo.errors import ConvoError, InvalidInput, NotFound
@@ -30,7 +29,7 @@ from convo.runtime.jobs import JobRunner
 log = logging.getLogger(__name__)
 
 INGEST_JOB = "ingest_attachment"
-MAX_TEXT_CHARS = 5_000_000  # about 1,000 pages; more is refused rather than indexed half
+MAX_INGEST_ATTEMPTS = 3  # indexing started this often without finishing may be what stops the server
 
 SOURCE_SUFFIXES = {
     ".py": "text/x-python", ".js": "text/javascript", ".mjs": "text/javascript", ".ts": "text/x-typescript",
@@ -62,25 +61,7 @@ class TooLarge(ConvoError):
     code = "file_too_large"
 
 
-class ExtractionError(Exception):
-    """A file whose type is fine but whose text cannot be had; the message is shown to the user."""
-
-
 # -- type by content -----------------------------------------------------------------------------
-
-
-def _decode_text(data: bytes) -> str | None:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            return None
-    if b"\x00" in data:
-        return None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None
 
 
 def detect(data: bytes, filename: str) -> str:
@@ -99,7 +80,7 @@ def detect(data: bytes, filename: str) -> str:
         if data.startswith(signature):
             raise UnsupportedType(f"This file is {what}; Convo reads text, Markdown, PDF, Word, HTML, CSV, "
                                   "JSON and source code.")
-    decoded = _decode_text(data)
+    decoded = decode_text(data)
     if decoded is None:
         raise UnsupportedType("This file is neither text (UTF-8) nor a PDF or Word document.")
     suffix = Path(filename).suffix.lower()
@@ -111,6 +92,9 @@ def detect(data: bytes, filename: str) -> str:
         except ValueError:
             if suffix == ".json":
                 raise InvalidInput("This .json file is not valid JSON.", code="invalid_json") from None
+        except RecursionError:
+            if suffix == ".json":
+                raise InvalidInput("This .json file is nested too deeply to read.", code="invalid_json") from None
     if suffix in (".html", ".htm") or head.startswith(("<!doctype html", "<html")):
         return "text/html"
     if suffix == ".csv":
@@ -118,134 +102,6 @@ def detect(data: bytes, filename: str) -> str:
     if suffix in (".md", ".markdown"):
         return "text/markdown"
     return SOURCE_SUFFIXES.get(suffix, "text/plain")
-
-
-# -- text extraction -----------------------------------------------------------------------------
-
-
-def _pdf_text(data: bytes) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise ExtractionError("This PDF is password-protected.")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except PdfReadError as exc:
-        raise ExtractionError(f"This PDF could not be read: {exc}") from exc
-    body = "\n\n".join(p.strip() for p in pages if p.strip())
-    if not body:
-        raise ExtractionError("This PDF has no text layer (a scan?); Convo does not run OCR.")
-    return body
-
-
-def _docx_text(data: bytes) -> str:
-    import docx
-
-    document = docx.Document(io.BytesIO(data))
-    parts: list[str] = []
-    for block in document.element.body.iterchildren():
-        tag = block.tag.rsplit("}", 1)[-1]
-        if tag == "p":
-            paragraph = docx.text.paragraph.Paragraph(block, document)
-            line = paragraph.text.strip()
-            if not line:
-                continue
-            style = (paragraph.style.name if paragraph.style is not None else "") or ""
-            level = re.match(r"Heading (\d)", style)
-            if level:
-                line = "#" * int(level.group(1)) + " " + line
-            elif style == "Title":
-                line = "# " + line
-            parts.append(line)
-        elif tag == "tbl":
-            table = docx.table.Table(block, document)
-            rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows]
-            parts.append("\n".join(rows))
-    return "\n\n".join(parts)
-
-
-def _html_text(data: str) -> str:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(data, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "svg", "head"]):
-        tag.decompose()
-    for n in range(1, 7):
-        for heading in soup.find_all(f"h{n}"):
-            heading.replace_with(f"\n\n{'#' * n} {heading.get_text(' ', strip=True)}\n\n")
-    for block in soup.find_all(["p", "div", "li", "tr", "pre", "blockquote", "section", "article", "br", "table"]):
-        block.insert_before("\n\n")
-        block.insert_after("\n\n")
-    lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in soup.get_text().split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def _csv_text(data: str) -> str:
-    """One paragraph per row, each value under its column's name, so a row is retrieved whole."""
-    try:
-        dialect = csv.Sniffer().sniff(data[:4096], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(data), dialect))
-    if not rows:
-        return ""
-    header, body = rows[0], rows[1:]
-    if not body:
-        return ", ".join(header)
-    return "\n\n".join(
-        "; ".join(f"{(header[i] if i < len(header) else f'column {i + 1}').strip()}: {v.strip()}"
-                  for i, v in enumerate(row) if v.strip())
-        for row in body
-    )
-
-
-def _json_text(data: str) -> str:
-    """`path: value` lines, one paragraph per top-level entry."""
-    value = json.loads(data)
-
-    def walk(node: Any, path: str, out: list[str]) -> None:
-        if isinstance(node, dict):
-            for key, child in node.items():
-                walk(child, f"{path}.{key}" if path else str(key), out)
-        elif isinstance(node, list):
-            for i, child in enumerate(node):
-                walk(child, f"{path}[{i}]", out)
-        else:
-            out.append(f"{path}: {node}" if path else str(node))
-
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else [("", value)]
-    paragraphs = []
-    for key, child in items:
-        lines: list[str] = []
-        walk(child, f"[{key}]" if isinstance(key, int) else str(key), lines)
-        paragraphs.append("\n".join(lines))
-    return "\n\n".join(p for p in paragraphs if p)
-
-
-def extract(data: bytes, content_type: str) -> str:
-    """The text of a file of a detected type. Blocking: run in a thread."""
-    if content_type == "application/pdf":
-        body = _pdf_text(data)
-    elif content_type.endswith("wordprocessingml.document"):
-        body = _docx_text(data)
-    else:
-        decoded = _decode_text(data) or ""
-        if content_type == "text/html":
-            body = _html_text(decoded)
-        elif content_type == "text/csv":
-            body = _csv_text(decoded)
-        elif content_type == "application/json":
-            body = _json_text(decoded)
-        else:
-            body = decoded
-    body = body.replace("\x00", "")
-    if not body.strip():
-        raise ExtractionError("This file has no text.")
-    if len(body) > MAX_TEXT_CHARS:
-        raise ExtractionError(f"This file has more than {MAX_TEXT_CHARS:,} characters of text; split it up.")
-    return body
 
 
 # -- the domain ----------------------------------------------------------------------------------
@@ -264,12 +120,14 @@ class Content:
 
 
 class Files:
-    def __init__(self, db: Database, retrieval: Retrieval, jobs: JobRunner, data_dir: Path, max_bytes: int) -> None:
+    def __init__(self, db: Database, retrieval: Retrieval, jobs: JobRunner, data_dir: Path, max_bytes: int,
+                 limits: Limits) -> None:
         self.db = db
         self.retrieval = retrieval
         self.jobs = jobs
         self.root = (data_dir / "uploads").resolve()
         self.max_bytes = max_bytes
+        self.limits = limits
         jobs.register(INGEST_JOB, self._ingest, on_error=self._ingest_failed)
 
     def _user_dir(self, user_id: int) -> Path:
@@ -324,10 +182,9 @@ class Files:
             attachment = await session.get(Attachment, attachment_id)
         if attachment is None:  # deleted while queued
             return
-        await self._set(attachment_id, status="processing", error=None)
+        await self._set(attachment_id, status="processing", error=None, attempts=Attachment.attempts + 1)
         try:
-            data = await asyncio.to_thread((self.root / attachment.storage_path).read_bytes)
-            body = await asyncio.to_thread(extract, data, attachment.content_type)
+            body = await extract_file(self.root / attachment.storage_path, attachment.content_type, self.limits)
             chunks, vectors = await asyncio.to_thread(self.retrieval.prepare, body)
         except ExtractionError as exc:
             await self._set(attachment_id, status="failed", error=str(exc))
@@ -347,8 +204,16 @@ class Files:
                         error=f"Indexing failed ({type(exc).__name__}); try uploading the file again.")
 
     async def resume(self) -> None:
-        """Queue again what a stopped process left queued or half done."""
+        """Queue again what a stopped process left queued or half done, but fail a file whose indexing
+        was started MAX_INGEST_ATTEMPTS times: it may be what stopped the process."""
         async with self.db.write() as session:
+            await session.execute(
+                update(Attachment)
+                .where(Attachment.status == "processing", Attachment.attempts >= MAX_INGEST_ATTEMPTS)
+                .values(status="failed", updated_at=utcnow(), error=(
+                    f"Indexing stopped {MAX_INGEST_ATTEMPTS} times before it finished (the server stopped while "
+                    "reading this file), so Convo gave up on it."))
+            )
             ids = list(await session.scalars(select(Attachment.id).where(
                 Attachment.status.in_(("queued", "processing")))))
             if ids:
