@@ -329,6 +329,8 @@ class Cluster:
         self.env = make_env(folder, fake, database_url, REDIS_URL=redis_url, CONVO_REDIS_PREFIX=self.prefix,
                             CONVO_RUN_LEASE_SECONDS="2", **extra)
         self.servers: list[Server] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.database_url = database_url
 
     def add(self, *, workers: int = 1) -> Server:
         folder = self.folder / f"p{len(self.servers)}"
@@ -337,9 +339,32 @@ class Cluster:
         self.servers.append(server)
         return server.start()
 
+    def add_worker(self) -> subprocess.Popen[bytes]:
+        """`convo worker` with one child, started once it says it is ready."""
+        log_path = self.folder / f"worker{len(self.workers)}.log"
+        log = log_path.open("ab")
+        # At info, Celery says when it is ready.
+        process = subprocess.Popen([sys.executable, "-m", "convo.cli", "worker", "--concurrency", "1"],
+                                   env={**self.env, "CONVO_LOG_LEVEL": "info"}, stdout=log, stderr=subprocess.STDOUT)
+        self.workers.append(process)
+        deadline = time.monotonic() + 60
+        while " ready." not in log_path.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+        return process
+
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+        for process in self.workers:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 @pytest.fixture
@@ -357,6 +382,7 @@ def make_cluster(pg_url: str, fake_upstream: FakeUpstream, tmp_path: Path) -> It
         assert migrated.returncode == 0, migrated.stderr
         group.add()
         group.add()
+        group.add_worker()
         return group
 
     yield build

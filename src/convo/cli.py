@@ -48,6 +48,17 @@ def serve(args: argparse.Namespace) -> None:
     )
 
 
+def worker(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    if not (settings.scale_mode and settings.broker_url) or settings.is_sqlite:
+        sys.exit("convo worker runs jobs in scale mode: set a PostgreSQL DATABASE_URL and REDIS_URL "
+                 "(and CELERY_BROKER_URL for another broker).")
+    _prepare_database(settings, migrate=False)
+    from convo import worker as celery_worker
+
+    celery_worker.main(args.concurrency, settings.log_level)
+
+
 def migrate(_: argparse.Namespace) -> None:
     _prepare_database(get_settings(), migrate=True)
     print("database is at the latest schema")
@@ -105,6 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=serve)
+
+    p = commands.add_parser("worker", help="run background jobs (file ingestion, exports) in scale mode")
+    p.add_argument("--concurrency", type=int, default=2, help="jobs at a time (worker processes)")
+    p.set_defaults(func=worker)
 
     p = commands.add_parser("migrate", help="upgrade the database schema to the latest version")
     p.set_defaults(func=migrate)

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     stream_flush_ms: float = Field(15.0, alias="CONVO_STREAM_FLUSH_MS", ge=0, le=1000)
     # How long a silent answer is taken to be alive; unset: max(10 s, 5 checkpoints).
     run_lease_seconds: float | None = Field(None, alias="CONVO_RUN_LEASE_SECONDS", gt=0)
+    job_time_limit_seconds: float = Field(1800.0, alias="CONVO_JOB_TIME_LIMIT", gt=0)
     db_pool_size: int = Field(10, alias="CONVO_DB_POOL_SIZE", ge=1)
     db_max_overflow: int = Field(20, alias="CONVO_DB_MAX_OVERFLOW", ge=0)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from convo.config import Settings
+from convo.db.models import utcnow
 from convo.db.session import Database
 from convo.domain.billing import Billing
 from convo.domain.chat import Chat
@@ -28,7 +30,7 @@ from convo.domain.versions import Versions
 from convo.llm import tokens
 from convo.llm.registry import Registry, build_registry
 from convo.runtime.cancel import CancelBus, LocalCancelBus, RedisCancelBus
-from convo.runtime.jobs import InProcessJobs, JobRunner
+from convo.runtime.jobs import CeleryJobs, InProcessJobs, JobRunner
 from convo.runtime.redis_streams import RedisStreamLog
 from convo.runtime.streams import MemoryStreamLog, StreamLog
 
@@ -52,14 +54,14 @@ class Services:
     redis: Redis | None = None  # scale mode only
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, *, jobs: JobRunner | None = None) -> Services:
         tokens.configure(settings.tiktoken_dir)
         db = Database(settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
         registry = build_registry(settings)
         streams, cancels, redis = build_bus(settings)
         billing = Billing(db, settings.daily_cost_budget)
         chat = Chat(db, registry, streams, cancels, settings, billing)
-        jobs = InProcessJobs()
+        jobs = jobs or build_jobs(settings)
         retrieval = Retrieval(db, build_embedder(settings), Weights(
             settings.rag_bm25_weight, settings.rag_vec_weight, settings.rag_time_decay))
         files = Files(db, retrieval, jobs, settings.data_dir, settings.max_upload_bytes, Limits(
@@ -87,10 +89,22 @@ class Services:
         await self.chat.start(sole_process=not self.settings.scale_mode)
         await asyncio.to_thread(tokens.warm)
         await self.jobs.start()
-        await self.files.resume()
+        if self.jobs.in_process:  # else the workers own the jobs (start_worker)
+            await self.files.resume()
+            await self.exports.resume()
         await self.files.sweep()
-        await self.exports.resume()
         await self.exports.sweep()
+
+    async def start_worker(self) -> None:
+        """A `convo worker` child: jobs only. The first child to start after a while also queues again
+        what was left unqueued (a broker restarted without its data, a process that died before it
+        could enqueue); a job that is merely slow is not touched, and handlers ignore a second delivery."""
+        await self.jobs.start()
+        assert self.redis is not None
+        if await self.redis.set(f"{self.settings.redis_prefix}lock:resume", b"1", nx=True, ex=60):
+            now = utcnow()
+            await self.files.resume(queued_before=now - timedelta(minutes=2),
+                                    started_before=now - timedelta(seconds=self.settings.job_time_limit_seconds))
 
     async def stop(self) -> None:
         await self.jobs.stop()
@@ -99,6 +113,15 @@ class Services:
         await self.db.close()
         if self.redis is not None:
             await self.redis.aclose()
+
+
+def build_jobs(settings: Settings) -> JobRunner:
+    """In this process, or on Celery workers when a broker is configured (scale mode)."""
+    if settings.scale_mode and settings.broker_url:
+        from convo.worker import celery_app
+
+        return CeleryJobs(celery_app(settings))
+    return InProcessJobs()
 
 
 def build_bus(settings: Settings) -> tuple[StreamLog, CancelBus, Redis | None]:

@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from tests.api.test_files import upload, wait_ready
 from tests.api.test_stream import SLOW, SLOW_TEXT, answer_id, wait_for
 from tests.conftest import Cluster
 from tests.support import Api, Stream
@@ -156,3 +157,39 @@ def test_one_host_serves_with_several_workers_and_counts_once(cluster: Cluster) 
 def test_several_workers_need_postgresql_and_redis(sqlite_server) -> None:
     refused = sqlite_server.convo("serve", "--workers", "2", "--port", "1")
     assert refused.returncode != 0 and "REDIS_URL" in refused.stderr
+
+
+def chunks_in_db(cluster: Cluster, attachment_id: int) -> int:
+    import psycopg
+
+    with psycopg.connect(cluster.database_url) as conn:
+        return conn.execute("SELECT count(*) FROM chunks WHERE attachment_id = %s", (attachment_id,)).fetchone()[0]
+
+
+def test_files_are_indexed_by_the_worker_even_when_it_dies_mid_file(cluster: Cluster) -> None:
+    import os
+    import signal
+    import subprocess
+
+    a, b = cluster.servers
+    user = a.api()
+    thread = user.thread()
+    small = upload(user, thread["id"], "notes.md", b"# Lighthouse\n\nThe keeper logs the beam every night.\n")
+    assert small.status_code == 201, small.text
+    assert wait_ready(on(b, user), small.json()["id"])["status"] == "ready"
+
+    # Long enough to be caught mid-way: embedding takes the worker a few seconds.
+    text = "\n\n".join(f"Paragraph {n}: the harbour log records tides, ships and weather on day {n}. " * 6
+                       for n in range(120)).encode()
+    big = upload(user, thread["id"], "harbour.txt", text).json()
+    wait_for(lambda: user.get(f"/api/attachments/{big['id']}").json()["status"] == "processing", timeout=30)
+    worker = cluster.workers[0]
+    children = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "the worker has a child running the job"
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
+    done = wait_ready(user, big["id"], timeout=90)
+    assert done["status"] == "ready", done
+    assert done["chunk_count"] > 5 and chunks_in_db(cluster, big["id"]) == done["chunk_count"]
+    found = user.post("/api/rag/search", json={"q": "harbour tides day 77", "mode": "bm25"}).json()
+    assert found["items"] and found["items"][0]["attachment_id"] == big["id"]

@@ -13,6 +13,7 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,10 @@ _BINARY = [
     (b"\xd0\xcf\x11\xe0", "an old Office document (save it as .docx)"), (b"ID3", "an MP3 file"),
     (b"OggS", "an Ogg media file"), (b"%!PS", "a PostScript file"), (b"SQLite format 3", "a SQLite database"),
 ]
+
+
+_STOPPED = (f"Indexing stopped {MAX_INGEST_ATTEMPTS} times before it finished (the server stopped while reading "
+            "this file), so Convo gave up on it.")
 
 
 class UnsupportedType(ConvoError):
@@ -180,7 +185,11 @@ class Files:
         attachment_id = int(args["attachment_id"])
         async with self.db.read() as session:
             attachment = await session.get(Attachment, attachment_id)
-        if attachment is None:  # deleted while queued
+        if attachment is None or attachment.status == "ready":  # deleted while queued; or delivered twice
+            return
+        if attachment.status == "processing" and attachment.attempts >= MAX_INGEST_ATTEMPTS:
+            # Delivered again after the worker reading it died, as often as we allow.
+            await self._set(attachment_id, status="failed", error=_STOPPED)
             return
         await self._set(attachment_id, status="processing", error=None, attempts=Attachment.attempts + 1)
         try:
@@ -190,8 +199,9 @@ class Files:
             await self._set(attachment_id, status="failed", error=str(exc))
             return
         async with self.db.write() as session:
-            current = await session.get(Attachment, attachment_id)
-            if current is None:
+            # Locked (SQLite: the one writer), so of two deliveries running at once only one stores chunks.
+            current = await session.get(Attachment, attachment_id, with_for_update=not self.db.is_sqlite)
+            if current is None or current.status == "ready":
                 return
             count = await self.retrieval.store(session, current, chunks, vectors)
             current.text = body
@@ -203,19 +213,22 @@ class Files:
         await self._set(int(args["attachment_id"]), status="failed",
                         error=f"Indexing failed ({type(exc).__name__}); try uploading the file again.")
 
-    async def resume(self) -> None:
+    async def resume(self, *, queued_before: datetime | None = None, started_before: datetime | None = None) -> None:
         """Queue again what a stopped process left queued or half done, but fail a file whose indexing
-        was started MAX_INGEST_ATTEMPTS times: it may be what stopped the process."""
+        was started MAX_INGEST_ATTEMPTS times: it may be what stopped the process. With workers of their
+        own (scale mode), only rows that have waited longer than a job may take are looked at."""
+        queued = Attachment.status == "queued"
+        started = Attachment.status == "processing"
+        if queued_before is not None:
+            queued = queued & (Attachment.updated_at < queued_before)
+        if started_before is not None:
+            started = started & (Attachment.updated_at < started_before)
         async with self.db.write() as session:
             await session.execute(
-                update(Attachment)
-                .where(Attachment.status == "processing", Attachment.attempts >= MAX_INGEST_ATTEMPTS)
-                .values(status="failed", updated_at=utcnow(), error=(
-                    f"Indexing stopped {MAX_INGEST_ATTEMPTS} times before it finished (the server stopped while "
-                    "reading this file), so Convo gave up on it."))
+                update(Attachment).where(started, Attachment.attempts >= MAX_INGEST_ATTEMPTS)
+                .values(status="failed", updated_at=utcnow(), error=_STOPPED)
             )
-            ids = list(await session.scalars(select(Attachment.id).where(
-                Attachment.status.in_(("queued", "processing")))))
+            ids = list(await session.scalars(select(Attachment.id).where(queued | started)))
             if ids:
                 await session.execute(update(Attachment).where(Attachment.id.in_(ids)).values(status="queued"))
         for attachment_id in ids:
