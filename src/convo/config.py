@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     stream_retention_seconds: float = Field(900.0, alias="CONVO_STREAM_RETENTION_SECONDS", ge=0)
     checkpoint_seconds: float = Field(1.0, alias="CONVO_CHECKPOINT_SECONDS", gt=0)
 
+    # How often expired exports are deleted (they are kept for a day).
+    export_sweep_seconds: float = Field(300.0, alias="CONVO_EXPORT_SWEEP_SECONDS", gt=0)
+
     session_days: int = Field(30, alias="CONVO_SESSION_DAYS", ge=1)
     cookie_secure: bool = Field(False, alias="CONVO_COOKIE_SECURE")
     log_level: str = Field("info", alias="CONVO_LOG_LEVEL")

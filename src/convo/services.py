@@ -69,7 +69,7 @@ class Services:
             jobs=jobs,
             retrieval=retrieval,
             files=files,
-            exports=Exports(db, files.root, jobs, settings.data_dir / "exports"),
+            exports=Exports(db, files.root, jobs, settings.data_dir / "exports", settings.export_sweep_seconds),
             imports=Imports(db, files, registry),
         )
 
@@ -79,10 +79,10 @@ class Services:
         await self.jobs.start()
         await self.files.resume()
         await self.files.sweep()
-        await self.exports.resume()
-        await self.exports.sweep()
+        await self.exports.start()
 
     async def stop(self) -> None:
+        await self.exports.stop()
         await self.jobs.stop()
         await self.chat.stop()
         await self.registry.aclose()
