@@ -184,10 +184,12 @@ def health_latencies(base_url: str, busy: Callable[[], Any], *, gap: float = 0.0
 
 
 def assert_responsive(base_url: str, busy: Callable[[], Any], *, limit: float = 0.1, tries: int = 2) -> list[float]:
-    """/healthz answers within `limit` nine times in ten while `busy` runs; one more try is allowed,
-    since other processes share the machine."""
+    """/healthz answers within `limit` while `busy` runs. A stalled event loop shows as one long probe,
+    so every probe counts; for other processes on the machine, one in fifty may take up to 2.5 times
+    as long, and one more try is allowed."""
     for _ in range(tries):
         times = sorted(health_latencies(base_url, busy))
-        if len(times) >= 5 and times[int(0.9 * (len(times) - 1))] < limit:
+        slow = [t for t in times if t >= limit]
+        if len(times) >= 5 and len(slow) <= len(times) // 50 and times[-1] < 2.5 * limit:
             return times
     raise AssertionError(f"/healthz was slow while busy: {len(times)} probes, slowest {times[-5:]}")
