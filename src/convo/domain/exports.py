@@ -121,7 +121,7 @@ class Exports:
 
     async def thread(self, user: User, thread_id: int, fmt: Format) -> ExportFile:
         chat = await self._collect(user.id, thread_id)
-        path = await asyncio.to_thread(self._write, [chat], fmt, nested=False)
+        path = await asyncio.to_thread(self._write, chat, fmt)
         return ExportFile(f"{chat.stem}.{fmt}", _MEDIA[fmt], path)
 
     async def _collect(self, user_id: int, thread_id: int) -> _Chat:
@@ -135,36 +135,58 @@ class Exports:
                 .order_by(Attachment.id)))
         return _Chat(_slug(thread.title) or f"chat-{thread.id}", thread, messages, branch, attachments)
 
-    def _write(self, chats: list[_Chat], fmt: Format, *, nested: bool) -> Path:
-        """Write an export to a new scratch file, on disk as it is made (M5: zips of large files were
-        built in memory); runs in a worker thread. Nothing half-written is left behind."""
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        path = self.scratch / f"{uuid.uuid4().hex}.{fmt}"
+    def _write(self, chat: _Chat, fmt: Format) -> Path:
+        """Write one chat's export to a new scratch file, on disk as it is made (M5: zips of large files
+        were built in memory); runs in a worker thread. Nothing half-written is left behind."""
+        path = self._scratch_file(fmt)
         try:
             with path.open("wb") as out:
                 if fmt == "zip":
-                    self._zip(chats, out, nested=nested)
+                    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+                        self._add(archive, chat, "")
                 elif fmt == "json":
-                    _dump_json(chats[0].document(), out)
+                    _dump_json(chat.document(), out)
                 else:
-                    out.write(chats[0].markdown())
+                    out.write(chat.markdown())
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         return path
 
-    def _zip(self, chats: list[_Chat], target: BinaryIO, *, nested: bool) -> None:
-        """One chat: its files at the top. Several: a folder each (named with the id: titles repeat)."""
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-            for chat in chats:
-                prefix = f"{chat.stem}-{chat.thread.id}/" if nested else ""
-                with archive.open(f"{prefix}{chat.stem}.json", "w") as entry:
-                    _dump_json(chat.document(), entry)
-                archive.writestr(f"{prefix}{chat.stem}.md", chat.markdown())
-                for attachment in chat.attachments:
-                    original = self.uploads / attachment.storage_path
-                    if original.is_file():  # a file whose original is gone is still listed in the JSON
-                        archive.write(original, prefix + _attachment_path(attachment))
+    async def _write_all(self, job_id: str, user_id: int) -> Path:
+        """All the user's chats in one zip, a folder each (named with the id: titles repeat), read from
+        the database one chat at a time."""
+        async with self.db.read() as session:
+            ids = list(await session.scalars(select(Thread.id).where(Thread.user_id == user_id).order_by(Thread.id)))
+        path = await asyncio.to_thread(self._scratch_file, "zip")
+        try:
+            with path.open("wb") as out, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+                for n, thread_id in enumerate(ids, start=1):
+                    try:
+                        chat = await self._collect(user_id, thread_id)
+                    except NotFound:  # deleted meanwhile
+                        continue
+                    await asyncio.to_thread(self._add, archive, chat, f"{chat.stem}-{thread_id}/")
+                    if n % 20 == 0:
+                        await self._progress(job_id, n / len(ids))
+        except BaseException:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise
+        return path
+
+    def _add(self, archive: zipfile.ZipFile, chat: _Chat, prefix: str) -> None:
+        """A chat's JSON, Markdown and original files, each streamed into the zip."""
+        with archive.open(f"{prefix}{chat.stem}.json", "w") as entry:
+            _dump_json(chat.document(), entry)
+        archive.writestr(f"{prefix}{chat.stem}.md", chat.markdown())
+        for attachment in chat.attachments:
+            original = self.uploads / attachment.storage_path
+            if original.is_file():  # a file whose original is gone is still listed in the JSON
+                archive.write(original, prefix + _attachment_path(attachment))
+
+    def _scratch_file(self, fmt: Format) -> Path:
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        return self.scratch / f"{uuid.uuid4().hex}.{fmt}"
 
     # -- in the background ---------------------------------------------------------------------
 
@@ -233,22 +255,12 @@ class Exports:
         if scope == "thread":
             if thread_id is None:
                 raise NotFound("The chat was deleted before its export was made.")
-            chats = [await self._collect(user_id, thread_id)]
-            filename = f"{chats[0].stem}.{fmt}"
+            chat = await self._collect(user_id, thread_id)
+            built = await asyncio.to_thread(self._write, chat, fmt)  # type: ignore[arg-type]
+            filename = f"{chat.stem}.{fmt}"
         else:
-            async with self.db.read() as session:
-                ids = list(await session.scalars(
-                    select(Thread.id).where(Thread.user_id == user_id).order_by(Thread.id)))
-            chats = []
-            for n, thread in enumerate(ids, start=1):
-                try:
-                    chats.append(await self._collect(user_id, thread))
-                except NotFound:  # deleted meanwhile
-                    continue
-                if n % 20 == 0 or n == len(ids):
-                    await self._progress(job_id, 0.9 * n / len(ids))
+            built = await self._write_all(job_id, user_id)
             filename = f"convo-export-{utcnow():%Y-%m-%d}.zip"
-        built = await asyncio.to_thread(self._write, chats, fmt, nested=scope == "all")  # type: ignore[arg-type]
         target = self.folder / str(user_id) / f"{job_id}.{fmt}"
         try:
             await asyncio.to_thread(_move, built, target)
