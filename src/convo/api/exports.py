@@ -4,7 +4,7 @@ at once, or as a background job (one chat, or every chat in one zip) to fetch wh
 from __future__ import annotations
 
 import asyncio
-import os
+import pathlib
 from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -46,7 +46,7 @@ class _OnceFileResponse(FileResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await asyncio.to_thread(os.unlink, self.path)
+            await asyncio.to_thread(pathlib.Path(self.path).unlink, missing_ok=True)
 
 
 class ExportJobCreate(BaseModel):
