@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     job_time_limit_seconds: float = Field(1800.0, alias="CONVO_JOB_TIME_LIMIT", gt=0)
     db_pool_size: int = Field(10, alias="CONVO_DB_POOL_SIZE", ge=1)
     db_max_overflow: int = Field(20, alias="CONVO_DB_MAX_OVERFLOW", ge=0)
+    # How often expired exports are deleted (they are kept for a day).
+    export_sweep_seconds: float = Field(300.0, alias="CONVO_EXPORT_SWEEP_SECONDS", gt=0)
 
     session_days: int = Field(30, alias="CONVO_SESSION_DAYS", ge=1)
     cookie_secure: bool = Field(False, alias="CONVO_COOKIE_SECURE")

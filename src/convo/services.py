@@ -80,7 +80,7 @@ class Services:
             jobs=jobs,
             retrieval=retrieval,
             files=files,
-            exports=Exports(db, files.root, jobs, settings.data_dir / "exports"),
+            exports=Exports(db, files.root, jobs, settings.data_dir / "exports", settings.export_sweep_seconds),
             imports=Imports(db, files, registry),
             redis=redis,
         )
@@ -91,9 +91,8 @@ class Services:
         await self.jobs.start()
         if self.jobs.in_process:  # else the workers own the jobs (start_worker)
             await self.files.resume()
-            await self.exports.resume()
         await self.files.sweep()
-        await self.exports.sweep()
+        await self.exports.start(sole_process=not self.settings.scale_mode)
 
     async def start_worker(self) -> None:
         """A `convo worker` child: jobs only. The first child to start after a while also queues again
@@ -103,10 +102,12 @@ class Services:
         assert self.redis is not None
         if await self.redis.set(f"{self.settings.redis_prefix}lock:resume", b"1", nx=True, ex=60):
             now = utcnow()
-            await self.files.resume(queued_before=now - timedelta(minutes=2),
-                                    started_before=now - timedelta(seconds=self.settings.job_time_limit_seconds))
+            stale = now - timedelta(minutes=2), now - timedelta(seconds=self.settings.job_time_limit_seconds)
+            await self.files.resume(queued_before=stale[0], started_before=stale[1])
+            await self.exports.resume(queued_before=stale[0], started_before=stale[1])
 
     async def stop(self) -> None:
+        await self.exports.stop()
         await self.jobs.stop()
         await self.chat.stop()
         await self.registry.aclose()

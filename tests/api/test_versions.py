@@ -1,6 +1,10 @@
 """Edit and regenerate as a version tree, switching, diffs and branching, through the API."""
 
+import random
+import time
+
 from tests.api.test_stream import SLOW, answer_id
+from tests.support import assert_responsive
 
 
 def contents(view):
@@ -189,3 +193,32 @@ def test_version_endpoints_are_owner_only_and_validate(server, api):
     busy = api.post(f"/api/convo/messages/{answer_id(slow)}/regenerate", json={})
     assert busy.status_code == 409
     api.post(f"/api/convo/messages/{answer_id(slow)}/cancel")
+
+
+def test_health_stays_fast_while_the_longest_versions_are_compared(server, api):
+    """Diffs run off the event loop and are bounded: two 200,000-character versions (the API's limit) of
+    one repeated word once froze every request for tens of minutes."""
+    tid = api.thread()["id"]
+    answer = api.send(tid, "question").last.data["message"]
+    rng = random.Random(3)
+    pairs = [("a " * 100_000, "b " + "a " * 99_999),
+             ("".join(rng.choice("xyzw \n") for _ in range(200_000)), "".join(rng.choice("xyzw \n") for _ in range(200_000)))]
+    ids = []
+    for old, new in pairs:
+        for content in (old, new):
+            edited = api.post(f"/api/convo/messages/{answer['id']}/edit", json={"content": content, "regenerate": False})
+            assert edited.status_code == 201, edited.text
+            ids.append(edited.json()["id"])
+    timings = []
+
+    def compare() -> None:
+        for first, second in [(ids[0], ids[1]), (ids[2], ids[3])] * 2:
+            started = time.perf_counter()
+            response = api.get(f"/api/convo/messages/{first}/diff", params={"against": second}, timeout=60)
+            timings.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.text
+            changes = response.json()["changes"]
+            assert "".join(c["text"] for c in changes if c["op"] != "insert") == pairs[ids.index(first) // 2][0]
+
+    assert_responsive(server.url, compare)
+    assert max(timings) < 5, timings  # in wall time on a shared machine; well under a second alone

@@ -3,6 +3,8 @@ at once, or as a background job (one chat, or every chat in one zip) to fetch wh
 
 from __future__ import annotations
 
+import asyncio
+import pathlib
 from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -10,6 +12,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.types import Receive, Scope, Send
 
 from convo.api.deps import CurrentUser, Id, ServicesDep
 from convo.db.models import ExportJob
@@ -32,8 +35,18 @@ async def export_thread(
     thread_id: Id, user: CurrentUser, services: ServicesDep, format: Literal["md", "json", "zip"] = Query("json")
 ) -> Response:
     exported = await services.exports.thread(user, thread_id, format)
-    return Response(exported.body, media_type=exported.media_type,
-                    headers={"Content-Disposition": _disposition(exported.filename)})
+    return _OnceFileResponse(exported.path, media_type=exported.media_type,
+                             headers={"Content-Disposition": _disposition(exported.filename)})
+
+
+class _OnceFileResponse(FileResponse):
+    """A file made for this response alone: sent from disk, then deleted, even if the client hung up."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.to_thread(pathlib.Path(self.path).unlink, missing_ok=True)
 
 
 class ExportJobCreate(BaseModel):
@@ -63,7 +76,7 @@ class ExportJobPublic(BaseModel):
         ready = job.status == "succeeded"
         return cls(job_id=job.id, status=job.status, progress=job.progress, format=job.format,  # type: ignore[arg-type]
                    download_url=f"/api/export/jobs/{job.id}/download" if ready else None,
-                   expires_at=job.expires_at if ready else None, error=job.error)
+                   expires_at=job.expires_at, error=job.error)
 
 
 JobId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")]
