@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from tests.api.test_exports import wait_job
 from tests.api.test_files import upload, wait_ready
 from tests.api.test_stream import SLOW, SLOW_TEXT, answer_id, wait_for
 from tests.conftest import Cluster
@@ -193,3 +194,58 @@ def test_files_are_indexed_by_the_worker_even_when_it_dies_mid_file(cluster: Clu
     assert done["chunk_count"] > 5 and chunks_in_db(cluster, big["id"]) == done["chunk_count"]
     found = user.post("/api/rag/search", json={"q": "harbour tides day 77", "mode": "bm25"}).json()
     assert found["items"] and found["items"][0]["attachment_id"] == big["id"]
+
+
+def test_a_budget_holds_across_processes(cluster: Cluster) -> None:
+    a, b = cluster.servers
+    admin_email = "scale-admin@example.com"
+    created = a.convo("user", "create", "--email", admin_email, "--password", "correct horse battery", "--admin")
+    assert created.returncode == 0, created.stderr
+    admin = Api(a.url)
+    login = admin.http.post("/api/auth/login", json={"email": admin_email, "password": "correct horse battery"})
+    admin.token = login.json()["token"]
+    user = a.api()
+    # Each answer may write 2,000 tokens (about $0.016 with its prompt): three fit in $0.05.
+    assert admin.patch(f"/api/admin/users/{user.user['id']}", json={"daily_budget_usd": 0.05}).status_code == 200
+    threads = [user.thread(model="fake-gpt") for _ in range(12)]
+    outcomes: list[int] = []
+
+    def ask(n: int) -> None:
+        client = Api((a if n % 2 else b).url, token=user.token)
+        response = client.post(f"/api/threads/{threads[n]['id']}/messages",
+                               json={"content": f"q{n} [[fake tokens=30 interval=0.05]]", "max_tokens": 2000})
+        outcomes.append(response.status_code)
+        client.close()
+
+    askers = [threading.Thread(target=ask, args=(n,)) for n in range(12)]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join(60)
+    assert sorted(outcomes) == [200] * 3 + [402] * 9, outcomes
+    status = user.get("/api/budget").json()
+    assert status["spent_usd"] + status["reserved_usd"] <= 0.05
+
+
+def test_an_export_delivered_twice_makes_one_file(cluster: Cluster) -> None:
+    from pathlib import Path
+
+    import redis
+
+    from convo.config import Settings
+    from convo.worker import celery_app
+
+    a, _ = cluster.servers
+    user = a.api()
+    thread = user.thread(title="Twice")
+    user.send(thread["id"], "hello [[fake reply='Once.']]")
+    job = user.post(f"/api/threads/{thread['id']}/export/jobs", json={"format": "json"}).json()
+    settings = Settings(REDIS_URL=cluster.env["REDIS_URL"], CONVO_REDIS_PREFIX=cluster.prefix)
+    celery_app(settings).send_task("convo.job", args=["export", {"job_id": job["job_id"]}])
+    broker = redis.Redis.from_url(cluster.env["REDIS_URL"])
+    wait_for(lambda: broker.llen(f"{cluster.prefix}jobs") == 0 and not broker.hlen("unacked"), timeout=30)
+    body = wait_job(user, job["job_id"])
+    assert body["status"] == "succeeded"
+    folder = Path(cluster.env["CONVO_DATA_DIR"]) / "exports" / str(user.user["id"])
+    assert [p.name for p in folder.iterdir()] == [f"{job['job_id']}.json"]
+    assert "Once." in user.get(body["download_url"]).text
