@@ -72,7 +72,7 @@ class Services:
             db=db,
             registry=registry,
             users=Users(db, signup=settings.signup, session_days=settings.session_days),
-            threads=Threads(db, registry),
+            threads=Threads(db, registry, cancels),
             chat=chat,
             billing=billing,
             versions=Versions(db, chat),

@@ -249,3 +249,18 @@ def test_an_export_delivered_twice_makes_one_file(cluster: Cluster) -> None:
     folder = Path(cluster.env["CONVO_DATA_DIR"]) / "exports" / str(user.user["id"])
     assert [p.name for p in folder.iterdir()] == [f"{job['job_id']}.json"]
     assert "Once." in user.get(body["download_url"]).text
+
+
+def test_deleting_a_chat_on_b_stops_its_answer_on_a(cluster: Cluster) -> None:
+    a, b = cluster.servers
+    user = a.api()
+    thread = user.thread()
+    seen: dict[str, Stream] = {}
+    reader = threading.Thread(target=lambda: seen.update(s=user.send(thread["id"], "[[fake tokens=400 interval=0.05]]")))
+    reader.start()
+    wait_for(lambda: user.get(f"/api/threads/{thread['id']}").json()["messages"])
+    time.sleep(0.3)
+    assert on(b, user).delete(f"/api/threads/{thread['id']}").status_code == 204
+    reader.join(15)
+    assert seen["s"].last.event == "error" and seen["s"].last.data["code"] == "thread_deleted"
+    assert len(seen["s"].of("delta")) < 100

@@ -300,3 +300,17 @@ def test_answers_cut_by_a_restart_are_marked_interrupted(own_server, kill):
     beyond = api.follow(answer_id(first), after=first.ids[-1] + 1000)
     assert [e.event for e in beyond.events] == ["error"] and beyond.last.id == first.ids[-1] + 1001
     assert api.send(thread["id"], "and now?").last.event == "done", "the thread goes on"
+
+
+def test_deleting_a_chat_while_it_answers_ends_the_stream_with_a_reason(api):
+    thread = api.thread()
+    seen: dict[str, object] = {}
+    reader = threading.Thread(target=lambda: seen.update(s=api.send(thread["id"], "[[fake tokens=400 interval=0.05]]")))
+    reader.start()
+    wait_for(lambda: api.get(f"/api/threads/{thread['id']}").json()["messages"])
+    time.sleep(0.3)
+    assert api.delete(f"/api/threads/{thread['id']}").status_code == 204
+    reader.join(15)
+    stream = seen["s"]
+    assert stream.last.event == "error" and stream.last.data["code"] == "thread_deleted", stream.events[-3:]
+    assert len(stream.of("delta")) < 100

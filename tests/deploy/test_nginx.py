@@ -18,8 +18,8 @@ from tests.fakes.upstream import free_port
 from tests.support import Api
 
 
-@pytest.fixture
-def proxy(server: Server, tmp_path: Path) -> Iterator[str]:
+def start_nginx(folder: Path, ports: list[int]) -> tuple[subprocess.Popen[bytes], str]:
+    """deploy/nginx.conf as shipped, its upstream pointed at these `convo serve` ports."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
         if CI:
@@ -27,33 +27,37 @@ def proxy(server: Server, tmp_path: Path) -> Iterator[str]:
         pytest.skip("nginx is not installed")
     port = free_port()
     site = (ROOT / "deploy" / "nginx.conf").read_text()
-    site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{server.port};")
+    site = site.replace("server 127.0.0.1:8000;", " ".join(f"server 127.0.0.1:{p};" for p in ports))
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    temp = " ".join(f"{kind}_temp_path {tmp_path / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    config = tmp_path / "nginx.conf"
+    temp = " ".join(f"{kind}_temp_path {folder / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    config = folder / "nginx.conf"
     config.write_text(
         ("user root;\n" if os.getuid() == 0 else "")
-        + f"worker_processes 1;\npid {tmp_path / 'nginx.pid'};\nerror_log {tmp_path / 'error.log'};\n"
+        + f"worker_processes 1;\npid {folder / 'nginx.pid'};\nerror_log {folder / 'error.log'};\n"
         + f"events {{ worker_connections 256; }}\nhttp {{\naccess_log off;\n{temp}\n{site}\n}}\n"
     )
-    process = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"],
+    process = subprocess.Popen([binary, "-p", str(folder), "-c", str(config), "-g", "daemon off;"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "error.log").read_text())
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError((folder / "error.log").read_text())
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def proxy(server: Server, tmp_path: Path) -> Iterator[str]:
+    process, url = start_nginx(tmp_path, [server.port])
+    yield url
+    process.terminate()
+    process.wait(10)
 
 
 def timed_events(api: Api, thread_id: int, content: str) -> list[tuple[float, str]]:
@@ -105,3 +109,27 @@ def test_uploads_reach_convo_whose_own_limit_answers(proxy: str) -> None:
         assert big.status_code == 413 and big.json()["error"]["code"] == "file_too_large", big.text[:300]
     finally:
         api.close()
+
+
+@pytest.mark.slow
+def test_behind_nginx_several_processes_serve_one_answer(cluster, tmp_path: Path) -> None:
+    """Scale mode behind the shipped config with two `convo serve` upstreams and no sticky sessions:
+    whichever process nginx picks, a follower and a reconnect get the same answer, whole and in order."""
+    process, url = start_nginx(tmp_path, [server.port for server in cluster.servers])
+    api = Api(url)
+    api.signup(f"nginx-scale-{os.getpid()}-{time.monotonic_ns()}@example.com")
+    try:
+        thread = api.thread()
+        words = " ".join(f"w{i}" for i in range(30))
+        for _ in range(4):  # the answer starts on one process or the other; follow-ups land on either
+            first = api.send(thread["id"], "[[fake tokens=30 interval=0.03]]", stop_after=6)
+            message_id = first.events[0].data["assistant_message"]["id"]
+            rest = api.follow(message_id, after=first.ids[-1])
+            assert first.ids + rest.ids == list(range(1, rest.ids[-1] + 1))
+            assert first.text + rest.text == words and rest.last.event == "done"
+            again = api.follow(message_id, after=0)
+            assert again.text == words and again.last.event == "done"
+    finally:
+        api.close()
+        process.terminate()
+        process.wait(10)

@@ -72,8 +72,7 @@ async def update_thread(
 
 @router.delete("/{thread_id}", status_code=204)
 async def delete_thread(thread_id: Id, user: CurrentUser, services: ServicesDep) -> None:
-    streaming = await services.threads.delete(user, thread_id)
-    services.chat.cancel_local(streaming)
+    await services.threads.delete(user, thread_id)
     await services.files.sweep(user.id)  # the thread's attachments went with it; now their originals
 
 

@@ -198,11 +198,14 @@ class Chat:
         """The backstop of the cancel bus: requests recorded in the database for answers running here."""
         if not self._runs:
             return
+        running = list(self._runs)
         async with self.db.read() as session:
-            asked = list(await session.scalars(select(Message.id).where(
-                Message.id.in_(list(self._runs)), Message.cancel_requested_at.is_not(None))))
-        for message_id in asked:
-            self._cancel_local(message_id)
+            rows = (await session.execute(select(Message.id, Message.cancel_requested_at).where(
+                Message.id.in_(running)))).all()
+        wanted = {message_id for message_id, asked in rows if asked is None}
+        for message_id in running:
+            if message_id not in wanted:  # asked to stop, or its chat was deleted
+                self._cancel_local(message_id)
 
     async def _checkpoint(self) -> None:
         """Write every live answer's text so far, and its heartbeat, in one transaction of two
@@ -530,7 +533,14 @@ class Chat:
             )
             # Charged even when the chat was deleted meanwhile: the tokens were spent all the same.
             self.billing.charge(session, run.user_id, run.message_id, run.model.id, cost)
-        if written.rowcount != 1:  # the thread was deleted while answering, or a reaper ended it
+        if written.rowcount != 1:
+            # A reaper ended it (this process stalled past its lease): its end stands. Or the chat was
+            # deleted while answering: followers are told so.
+            async with self.db.read() as session:
+                deleted = await session.get(Message, run.message_id) is None
+            if deleted:
+                await self.streams.append(run.message_id, "error", {
+                    "code": "thread_deleted", "message": "This chat was deleted while the answer was written."})
             return
         finished = {**run.answer_json, "content": content, "status": status, "meta": meta}
 
@@ -570,10 +580,6 @@ class Chat:
                 await session.execute(update(Message).where(
                     Message.id == message_id, Message.status == "streaming").values(cancel_requested_at=utcnow()))
             await self.cancels.request(message_id)
-
-    def cancel_local(self, message_ids: list[int]) -> None:
-        for message_id in message_ids:
-            self._cancel_local(message_id)
 
     def _cancel_local(self, message_id: int) -> None:
         run = self._runs.get(message_id)

@@ -16,6 +16,7 @@ from convo.db.session import Database
 from convo.domain.tree import Tree, Version, load_tree
 from convo.errors import InvalidInput, NotFound
 from convo.llm.registry import Registry
+from convo.runtime.cancel import CancelBus
 
 _UNSET: Any = object()
 
@@ -82,9 +83,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 class Threads:
-    def __init__(self, db: Database, registry: Registry) -> None:
+    def __init__(self, db: Database, registry: Registry, cancels: CancelBus) -> None:
         self.db = db
         self.registry = registry
+        self.cancels = cancels
 
     async def create(
         self,
@@ -162,8 +164,9 @@ class Threads:
             thread.current_leaf_id = tree.newest_leaf(message_id)
         return await self.get(user, thread_id)
 
-    async def delete(self, user: User, thread_id: int) -> list[int]:
-        """Delete a thread with every version of every message; returns answers still streaming."""
+    async def delete(self, user: User, thread_id: int) -> None:
+        """Delete a thread with every version of every message, then stop its answers still being
+        written, on whichever process runs them (their followers get an end that says why)."""
         async with self.db.write() as session:
             thread = await owned_thread(session, user, thread_id)
             streaming = list(
@@ -174,4 +177,5 @@ class Threads:
             # One statement removes the whole tree, so no parent outlives its children mid-way.
             await session.execute(delete(Message).where(Message.thread_id == thread.id))
             await session.delete(thread)
-        return streaming
+        for message_id in streaming:
+            await self.cancels.request(message_id)
