@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -9,13 +10,16 @@ class ConvoError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None, **extra: Any):
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         if status:
             self.status = status
+        # HTTP headers the response must carry (e.g. Retry-After); not part of the JSON body.
+        self.headers = headers or {}
         self.extra = extra
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,3 +49,22 @@ class Conflict(ConvoError):
 class InvalidInput(ConvoError):
     status = 422
     code = "invalid_request"
+
+
+class TooManyRequests(ConvoError):
+    """Slow down: `retry_after` seconds, in the body and as the Retry-After header."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None, status: int | None = None):
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(message, code=code, status=status, headers={"Retry-After": str(seconds)},
+                         retry_after=seconds)
+
+
+class Busy(TooManyRequests):
+    """The server is at capacity for this kind of work; not the caller's fault, so 503."""
+
+    status = 503
+    code = "busy"

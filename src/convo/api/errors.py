@@ -24,7 +24,7 @@ def error_response(status: int, code: str, message: str, **extra: object) -> JSO
 def install(app: FastAPI) -> None:
     @app.exception_handler(ConvoError)
     async def _convo(_: Request, exc: ConvoError) -> JSONResponse:
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
