@@ -127,5 +127,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if (WEB_DIST / "index.html").exists():
         app.mount("/", WebApp(directory=WEB_DIST, html=True), name="web")
     docs = {p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p}
-    secured = SecurityHeaders(app, content_security_policy(WEB_DIST / "index.html"), no_csp=docs)
-    return MetricsMiddleware(secured)  # type: ignore[return-value]
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(WEB_DIST / "index.html"), no_csp=docs)
+    return MetricsMiddleware(app)  # type: ignore[return-value]
