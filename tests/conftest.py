@@ -170,6 +170,8 @@ def make_env(folder: Path, fake: FakeUpstream, database_url: str | None, **extra
         CONVO_UPSTREAM_TIMEOUT="3",
         CONVO_CHECKPOINT_SECONDS="0.2",
         CONVO_LOG_LEVEL="warning",
+        # Every test signs up from 127.0.0.1; the per-address sign-up limit has tests of its own.
+        CONVO_SIGNUP_PER_ADDRESS="0",
         PYTHONPATH=str(ROOT / "src"),
     )
     if database_url:

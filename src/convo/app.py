@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,9 +12,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from convo import __version__
 from convo.api import (
@@ -52,6 +56,52 @@ class WebApp(StaticFiles):
             return await super().get_response("index.html", scope)
 
 
+# An inline <script> (no src attribute) and its exact text, which is what a CSP hash covers.
+_INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc\s*=)[^>]*>(.*?)</script>", re.S | re.I)
+
+
+def content_security_policy(index_html: Path) -> str:
+    """The web app's policy. Its one inline script (the theme, run before first paint) is allowed by
+    hash, computed from the built page at start-up so that editing the script cannot break the page."""
+    scripts = ["'self'"]
+    if index_html.exists():
+        for body in _INLINE_SCRIPT.findall(index_html.read_text(encoding="utf-8")):
+            digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+            scripts.append(f"'sha256-{digest}'")
+    return ("default-src 'self'; script-src " + " ".join(scripts) + "; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response, HTML and JSON alike. A response that sets its own
+    (attachment downloads: `CSP: sandbox`) keeps them. The interactive API docs load their script from a
+    CDN, so they go without the CSP; they still cannot be framed."""
+
+    def __init__(self, app: ASGIApp, csp: str, *, no_csp: set[str]) -> None:
+        self.app = app
+        self.no_csp = no_csp
+        self.headers = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                        "X-Frame-Options": "DENY"}
+        self.csp = csp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with_csp = scope["path"] not in self.no_csp
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    headers.setdefault(name, value)
+                if with_csp:
+                    headers.setdefault("Content-Security-Policy", self.csp)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     setup_logging(settings.log_level)
@@ -77,4 +127,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     if (WEB_DIST / "index.html").exists():
         app.mount("/", WebApp(directory=WEB_DIST, html=True), name="web")
+    docs = {p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p}
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(WEB_DIST / "index.html"), no_csp=docs)
     return MetricsMiddleware(app)  # type: ignore[return-value]

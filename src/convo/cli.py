@@ -68,18 +68,21 @@ def user_create(args: argparse.Namespace) -> None:
     from convo.db.session import Database
     from convo.domain.users import Users
     from convo.errors import ConvoError
+    from convo.runtime.pool import BoundedPool
 
     settings = get_settings()
     _prepare_database(settings, migrate=False)
 
     async def run() -> None:
         db = Database(settings.db_url)
+        hashing = BoundedPool("hash", threads=1, queue=0)
         try:
-            user = await Users(db, signup="open", session_days=1).create(
+            user = await Users(db, signup="open", session_days=1, hashing=hashing).create(
                 args.email, args.password, args.name, admin=args.admin
             )
             print(f"created {user.role} {user.email} (id {user.id})")
         finally:
+            hashing.close()
             await db.close()
 
     try:

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,7 +65,21 @@ class Settings(BaseSettings):
     export_sweep_seconds: float = Field(300.0, alias="CONVO_EXPORT_SWEEP_SECONDS", gt=0)
 
     session_days: int = Field(30, alias="CONVO_SESSION_DAYS", ge=1)
-    cookie_secure: bool = Field(False, alias="CONVO_COOKIE_SECURE")
+    # Unset: Secure exactly when the request came over HTTPS (directly or per X-Forwarded-Proto).
+    cookie_secure: bool | None = Field(None, alias="CONVO_COOKIE_SECURE")
+
+    # Log-in and sign-up abuse: failures per account and per client address within the window lock
+    # further attempts, first for `login_lock_seconds`, doubling up to the maximum. 0 turns a limit off.
+    login_max_failures: int = Field(5, alias="CONVO_LOGIN_MAX_FAILURES", ge=0)
+    login_address_max_failures: int = Field(20, alias="CONVO_LOGIN_ADDRESS_MAX_FAILURES", ge=0)
+    signup_per_address: int = Field(10, alias="CONVO_SIGNUP_PER_ADDRESS", ge=0)
+    login_window_seconds: float = Field(900.0, alias="CONVO_LOGIN_WINDOW_SECONDS", gt=0)
+    login_lock_seconds: float = Field(60.0, alias="CONVO_LOGIN_LOCK_SECONDS", gt=0)
+    login_max_lock_seconds: float = Field(900.0, alias="CONVO_LOGIN_MAX_LOCK_SECONDS", gt=0)
+    # Threads that hash passwords (argon2: ~64 MiB and a core each while it runs).
+    hash_threads: int = Field(2, alias="CONVO_HASH_THREADS", ge=1)
+    # When set, GET /metrics needs `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = Field(None, alias="CONVO_METRICS_TOKEN")
     log_level: str = Field("info", alias="CONVO_LOG_LEVEL")
 
     @field_validator("database_url")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -17,7 +18,8 @@ class ConvoError(Exception):
             self.code = code
         if status:
             self.status = status
-        self.headers = headers or {}  # HTTP response headers, e.g. Retry-After
+        # HTTP headers the response must carry (e.g. Retry-After); not part of the JSON body.
+        self.headers = headers or {}
         self.extra = extra
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,11 +56,20 @@ class Gone(ConvoError):
     code = "gone"
 
 
-class RateLimited(ConvoError):
-    """Too many requests of a kind: `retry_after` seconds tells the client when to try again."""
+class TooManyRequests(ConvoError):
+    """Slow down: `retry_after` seconds, in the body and as the Retry-After header."""
 
     status = 429
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int, code: str | None = None):
-        super().__init__(message, code=code, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None, status: int | None = None):
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(message, code=code, status=status, headers={"Retry-After": str(seconds)},
+                         retry_after=seconds)
+
+
+class Busy(TooManyRequests):
+    """The server is at capacity for this kind of work; not the caller's fault, so 503."""
+
+    status = 503
+    code = "busy"

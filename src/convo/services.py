@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from redis.asyncio import Redis
@@ -25,14 +27,19 @@ from convo.domain.retrieval.embeddings import Embedder, MiniLM, OpenAIEmbeddings
 from convo.domain.retrieval.grounding import Grounder
 from convo.domain.search import Search
 from convo.domain.threads import Threads
-from convo.domain.users import Users
+from convo.domain.users import AuthLimits, Users
 from convo.domain.versions import Versions
 from convo.llm import tokens
 from convo.llm.registry import Registry, build_registry
 from convo.runtime.cancel import CancelBus, LocalCancelBus, RedisCancelBus
 from convo.runtime.jobs import CeleryJobs, InProcessJobs, JobRunner
+from convo.runtime.pool import BoundedPool
+from convo.runtime.ratelimit import Backoff, MemoryLimiter
 from convo.runtime.redis_streams import RedisStreamLog
 from convo.runtime.streams import MemoryStreamLog, StreamLog
+
+log = logging.getLogger(__name__)
+HOUSEKEEPING_SECONDS = 3600.0
 
 
 @dataclass
@@ -52,6 +59,7 @@ class Services:
     exports: Exports
     imports: Imports
     redis: Redis | None = None  # scale mode only
+    _housekeeping: asyncio.Task[None] | None = field(default=None, init=False)
 
     @classmethod
     def build(cls, settings: Settings, *, jobs: JobRunner | None = None) -> Services:
@@ -71,7 +79,9 @@ class Services:
             settings=settings,
             db=db,
             registry=registry,
-            users=Users(db, signup=settings.signup, session_days=settings.session_days),
+            users=Users(db, signup=settings.signup, session_days=settings.session_days,
+                        hashing=BoundedPool("hash", threads=settings.hash_threads, queue=8 * settings.hash_threads),
+                        limits=build_limits(settings)),
             threads=Threads(db, registry, cancels),
             chat=chat,
             billing=billing,
@@ -93,6 +103,7 @@ class Services:
             await self.files.resume()
         await self.files.sweep()
         await self.exports.start(sole_process=not self.settings.scale_mode)
+        self._housekeeping = asyncio.create_task(self._housekeep())
 
     async def start_worker(self) -> None:
         """A `convo worker` child: jobs only. The first child to start after a while also queues again
@@ -106,12 +117,28 @@ class Services:
             await self.files.resume(queued_before=stale[0], started_before=stale[1])
             await self.exports.resume(queued_before=stale[0], started_before=stale[1])
 
+    async def _housekeep(self) -> None:
+        """Hourly: expired sessions out of the database, forgotten attempt counts out of memory."""
+        while True:
+            try:
+                await self.users.purge_expired()
+                if self.users.limits:
+                    await self.users.limits.prune()
+            except Exception:
+                log.exception("housekeeping failed; trying again next time")
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+
     async def stop(self) -> None:
+        if self._housekeeping:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
         await self.exports.stop()
         await self.jobs.stop()
         await self.chat.stop()
         await self.registry.aclose()
         await self.db.close()
+        self.users.hashing.close()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -144,3 +171,13 @@ def build_embedder(settings: Settings) -> Embedder:
     if settings.embeddings_base_url:
         return OpenAIEmbeddings(settings.embeddings_base_url, settings.embeddings_model, settings.embeddings_api_key)
     return MiniLM()
+
+
+def build_limits(settings: Settings) -> AuthLimits:
+    def limiter(limit: int) -> MemoryLimiter:
+        return MemoryLimiter(Backoff(limit, settings.login_window_seconds, settings.login_lock_seconds,
+                                     settings.login_max_lock_seconds))
+
+    return AuthLimits(account=limiter(settings.login_max_failures),
+                      address=limiter(settings.login_address_max_failures),
+                      signup=limiter(settings.signup_per_address))

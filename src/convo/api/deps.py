@@ -37,6 +37,16 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
+def session_token(request: Request) -> str | None:
+    return bearer_token(request) or request.cookies.get(SESSION_COOKIE)
+
+
+def client_address(request: Request) -> str:
+    """The caller's IP address. Behind a proxy on this host uvicorn has already taken it from
+    X-Forwarded-For (it trusts that header from 127.0.0.1 only, see FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client else ""
+
+
 async def current_user(request: Request, services: ServicesDep) -> User:
     token = bearer_token(request)
     if token is None:

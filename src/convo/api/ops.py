@@ -1,16 +1,26 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import secrets
+
+from fastapi import APIRouter, Request, Response
 
 from convo import observability as obs
-from convo.api.deps import ServicesDep
+from convo.api.deps import ServicesDep, bearer_token
 from convo.api.errors import error_response
 
 router = APIRouter(tags=["ops"])
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    # Model ids, providers, costs and traffic: only for the scraper when CONVO_METRICS_TOKEN is set.
+    expected = services.settings.metrics_token
+    if expected is not None:
+        given = bearer_token(request) or ""
+        if not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
+            response = error_response(401, "not_authenticated", "GET /metrics needs the metrics bearer token.")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
     body, content_type = obs.render()
     return Response(body, media_type=content_type)
 

@@ -27,7 +27,7 @@ from convo import observability as obs
 from convo.db.models import Attachment, ExportJob, Message, Thread, User, utcnow
 from convo.db.session import Database
 from convo.domain.threads import active_branch, owned_thread
-from convo.errors import ConvoError, Gone, InvalidInput, NotFound, RateLimited
+from convo.errors import ConvoError, Gone, InvalidInput, NotFound, TooManyRequests
 from convo.runtime.jobs import JobRunner
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class Exports:
         active = await session.scalar(select(func.count()).select_from(ExportJob).where(
             ExportJob.user_id == user_id, ExportJob.status.in_(("queued", "running"))))
         if active >= ACTIVE_JOBS:
-            raise RateLimited(f"You already have {active} exports in progress; start another when one is done.",
+            raise TooManyRequests(f"You already have {active} exports in progress; start another when one is done.",
                               code="export_busy", retry_after=BUSY_RETRY_SECONDS)
         # Rows outlive the window: a job expires a day after it finished, never sooner.
         now = utcnow()
@@ -228,7 +228,7 @@ class Exports:
             ExportJob.user_id == user_id, ExportJob.created_at > now - timedelta(days=1)).order_by(ExportJob.created_at)))
         if len(started) >= DAILY_JOBS:
             frees_at = started[len(started) - DAILY_JOBS] + timedelta(days=1)
-            raise RateLimited(f"You can start {DAILY_JOBS} exports a day; the next one can start at "
+            raise TooManyRequests(f"You can start {DAILY_JOBS} exports a day; the next one can start at "
                               f"{frees_at:%H:%M} UTC.", code="export_daily_limit",
                               retry_after=max(1, math.ceil((frees_at - now).total_seconds())))
 

@@ -55,13 +55,16 @@ export function onAuthLost(listener: AuthLostListener): void {
   authLostListener = listener;
 }
 
-/** Turns a non-2xx response into an ApiError with the server's readable message. */
-export async function errorOf(response: Response): Promise<ApiError> {
-  let body: unknown = null;
-  try {
-    body = await response.clone().json();
-  } catch {
-    // Not JSON (a proxy's error page): fall back to the status line.
+/** Turns a non-2xx response into an ApiError with the server's readable message. `parsed` is the body
+ * when someone (openapi-fetch) has read it already: a read body cannot be cloned and read again. */
+export async function errorOf(response: Response, parsed?: unknown): Promise<ApiError> {
+  let body: unknown = parsed ?? null;
+  if (parsed === undefined) {
+    try {
+      body = await response.clone().json();
+    } catch {
+      // Not JSON (a proxy's error page): fall back to the status line.
+    }
   }
   const error = (body as { error?: Record<string, unknown> } | null)?.error;
   const { code, message, ...extra } = error ?? {};
@@ -90,8 +93,8 @@ client.use(csrf);
 
 /** Await an openapi-fetch call; its data, or an ApiError. */
 export async function call<T>(pending: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
-  const { data, response } = await pending;
-  if (!response.ok) throw await errorOf(response);
+  const { data, error, response } = await pending;
+  if (!response.ok) throw await errorOf(response, error);
   return data as T;
 }
 

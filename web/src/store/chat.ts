@@ -48,7 +48,8 @@ interface ChatState {
 
   boot(): Promise<void>;
   authenticate(mode: "login" | "signup", email: string, password: string, name?: string): Promise<void>;
-  logout(): Promise<void>;
+  /** Ends this session, or with `everywhere` every session of the user (other devices too). */
+  logout(everywhere?: boolean): Promise<void>;
   loadThreads(more?: boolean): Promise<void>;
   openThread(id: number | null): Promise<void>;
   renameThread(id: number, title: string): Promise<void>;
@@ -288,9 +289,9 @@ export const useChat = create<ChatState>()((set, get) => {
       await Promise.all([loadModels(), get().loadThreads(), target != null ? get().openThread(target) : null]);
     },
 
-    async logout() {
+    async logout(everywhere = false) {
       try {
-        await call(client.POST("/api/auth/logout"));
+        await call(client.POST(everywhere ? "/api/auth/logout-all" : "/api/auth/logout"));
       } catch {
         // Already logged out on the server: the page forgets the user all the same.
       }

@@ -1,4 +1,6 @@
+import { useState } from "react";
 import { useChat } from "../../store/chat";
+import { AccountDialog } from "../Auth/AccountDialog";
 import { ImportButton } from "./ImportButton";
 import { ThreadItem } from "./ThreadItem";
 
@@ -17,6 +19,7 @@ export function Sidebar({ open, onClose, theme, onToggleTheme }: Props) {
   const openThread = useChat((s) => s.openThread);
   const loadThreads = useChat((s) => s.loadThreads);
   const logout = useChat((s) => s.logout);
+  const [account, setAccount] = useState(false);
 
   return (
     <nav className={`sidebar${open ? " open" : ""}`} aria-label="Chats">
@@ -58,10 +61,14 @@ export function Sidebar({ open, onClose, theme, onToggleTheme }: Props) {
         <span className="muted user-email" title={user?.email}>
           {user?.name || user?.email}
         </span>
+        <button type="button" className="small" onClick={() => setAccount(true)}>
+          Account
+        </button>
         <button type="button" className="small" onClick={() => void logout()}>
           Log out
         </button>
       </div>
+      {account && <AccountDialog onClose={() => setAccount(false)} />}
     </nav>
   );
 }
