@@ -193,7 +193,9 @@ async def main_async(args: argparse.Namespace) -> None:
         f"    api_key: sk-bench\n    models:\n      - id: fake-gpt\n        context_window: 8192\n"
     )
     env = {**os.environ, "CONVO_DATA_DIR": str(work / "data"), "CONVO_PROVIDERS_FILE": str(providers),
-           "CONVO_LOG_LEVEL": "warning"}
+           "CONVO_LOG_LEVEL": "warning",
+           # One bench user runs every stream: lift the per-user limit of answers at once.
+           "CONVO_USER_MAX_ANSWERS": "0"}
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     convo = subprocess.Popen(

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     sse_ping_seconds: float = Field(15.0, alias="CONVO_SSE_PING_SECONDS", gt=0)
     stream_retention_seconds: float = Field(900.0, alias="CONVO_STREAM_RETENTION_SECONDS", ge=0)
     checkpoint_seconds: float = Field(1.0, alias="CONVO_CHECKPOINT_SECONDS", gt=0)
+    # Answers one user may have written at once (0: no limit), and the memory finished answers' event
+    # logs may keep for replay (the oldest go first; the database replays them in short form).
+    user_max_answers: int = Field(4, alias="CONVO_USER_MAX_ANSWERS", ge=0)
+    stream_memory_mb: float = Field(256.0, alias="CONVO_STREAM_MEMORY_MB", gt=0)
 
     # Scale mode: several API processes share answers in progress through Redis (streams, cancel), and
     # background jobs go to Celery workers (`convo worker`), on the broker named here or on REDIS_URL.

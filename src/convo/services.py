@@ -154,8 +154,9 @@ def build_jobs(settings: Settings) -> JobRunner:
 
 def build_bus(settings: Settings) -> tuple[StreamLog, CancelBus, Redis | None]:
     """Where answers in progress are shared: this process's memory, or Redis in scale mode."""
+    budget = int(settings.stream_memory_mb * 1024 * 1024)
     if not settings.redis_url:
-        return MemoryStreamLog(settings.stream_retention_seconds), LocalCancelBus(), None
+        return MemoryStreamLog(settings.stream_retention_seconds, budget), LocalCancelBus(), None
     # One quick retry (a pooled connection may have gone stale), not redis-py's default of ten with
     # growing pauses: callers fall back at once (memory, the database) and try again on their own.
     options = {"socket_connect_timeout": 2, "health_check_interval": 10, "retry": Retry(NoBackoff(), 1)}
@@ -163,7 +164,7 @@ def build_bus(settings: Settings) -> tuple[StreamLog, CancelBus, Redis | None]:
     # Blocking reads wait up to a heartbeat period; their socket timeout must be longer.
     reader = Redis.from_url(settings.redis_url, socket_timeout=settings.sse_ping_seconds + 5, **options)
     streams = RedisStreamLog(redis, reader, settings.redis_prefix, settings.stream_retention_seconds,
-                             settings.stream_flush_ms / 1000)
+                             settings.stream_flush_ms / 1000, budget)
     return streams, RedisCancelBus(redis, settings.redis_prefix), redis
 
 

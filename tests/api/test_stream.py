@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -314,3 +315,30 @@ def test_deleting_a_chat_while_it_answers_ends_the_stream_with_a_reason(api):
     stream = seen["s"]
     assert stream.last.event == "error" and stream.last.data["code"] == "thread_deleted", stream.events[-3:]
     assert len(stream.of("delta")) < 100
+
+
+@pytest.fixture
+def two_answer_server(backend_url, fake_upstream, tmp_path):
+    from tests.conftest import Server, _fresh_pg_database, make_env
+
+    url = _fresh_pg_database(backend_url, f"convo_cap_{os.getpid()}") if backend_url else None
+    server = Server(tmp_path, make_env(tmp_path, fake_upstream, url, CONVO_USER_MAX_ANSWERS="2"))
+    if url:
+        assert server.convo("migrate").returncode == 0
+    yield server.start()
+    server.stop()
+
+
+def test_one_user_cannot_run_more_answers_at_once_than_allowed(two_answer_server):
+    api, other = two_answer_server.api(), two_answer_server.api()
+    threads = [api.thread() for _ in range(3)]
+    running = [api.send(t["id"], "[[fake tokens=400 interval=0.05]]", stop_after=2) for t in threads[:2]]
+    refused = api.post(f"/api/threads/{threads[2]['id']}/messages", json={"content": "one more"})
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_answers", refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+    assert api.get(f"/api/threads/{threads[2]['id']}").json()["messages"] == [], "nothing written"
+    assert other.send(other.thread()["id"], "meanwhile").last.event == "done", "other users are not held up"
+    api.post(f"/api/convo/messages/{answer_id(running[0])}/cancel")
+    wait_for(lambda: api.post(f"/api/threads/{threads[2]['id']}/messages",
+                              json={"content": "now [[fake reply='ok']]"}).status_code == 200)
+    api.post(f"/api/convo/messages/{answer_id(running[1])}/cancel")

@@ -27,7 +27,7 @@ from convo.domain.billing import Billing
 from convo.domain.retrieval.grounding import Grounder, Grounding
 from convo.domain.threads import MessageView, message_view, owned_message, owned_thread
 from convo.domain.tree import Node, Tree, load_tree
-from convo.errors import Conflict, ConvoError, InvalidInput, NotFound
+from convo.errors import Conflict, ConvoError, InvalidInput, NotFound, TooManyRequests
 from convo.llm.base import ChatMessage, ChatRequest, ModelInfo, Provider, TextDelta, UpstreamError, Usage
 from convo.llm.registry import Registry
 from convo.runtime.cancel import CancelBus
@@ -332,7 +332,8 @@ class Chat:
 
         now = utcnow()
         async with self.db.write() as session:
-            # First, so that a refused answer (402) writes nothing at all.
+            # First, so that a refused answer (429, 402) writes nothing at all.
+            await self._admit(session, user.id)
             reservation = await self.billing.reserve(session, user.id, resolved.model, prompt_tokens, max_tokens)
             if question_id is None:
                 question = Message(
@@ -375,6 +376,21 @@ class Chat:
              "assistant_message": answer_json},
         )
         return Started(thread.id, answer.id)
+
+    async def _admit(self, session: Any, user_id: int) -> None:
+        """Inside the answer's write transaction: refuse an answer past the user's limit of answers being
+        written at once, so one account cannot fill the server (or the embedded model's queue) alone.
+        The user's row lock orders concurrent starts across processes (SQLite: the one writer)."""
+        limit = self.settings.user_max_answers
+        if not limit:
+            return
+        if not self.db.is_sqlite:
+            await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+        running = await session.scalar(select(func.count(Message.id)).where(
+            Message.status == "streaming", Message.user_id == user_id))
+        if running >= limit:
+            raise TooManyRequests(f"You have {running} answers being written at once, the most this server "
+                                  "allows; wait for one to finish.", code="too_many_answers", retry_after=5)
 
     async def _ground(
         self, user: User, thread_id: int, resolved: Any, prompt: list[ChatMessage], history: list[ChatMessage],

@@ -74,13 +74,13 @@ class _Writing:
 
 class RedisStreamLog:
     def __init__(self, redis: Redis, reader: Redis, prefix: str, retention_seconds: float,
-                 flush_seconds: float = 0.015) -> None:
+                 flush_seconds: float = 0.015, budget_bytes: int = 256 * 1024 * 1024) -> None:
         self.redis = redis
         self.reader = reader  # its own pool: XREAD BLOCK holds a connection while it waits
         self.prefix = prefix
         self.retention = retention_seconds
         self.flush_seconds = flush_seconds
-        self._local = LocalLogs(retention_seconds)
+        self._local = LocalLogs(retention_seconds, budget_bytes)
         self._writing: dict[int, _Writing] = {}
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()  # one flush at a time keeps each key's entries in order

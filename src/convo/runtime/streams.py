@@ -76,12 +76,13 @@ class StreamLog(Protocol):
 
 
 class _Log:
-    __slots__ = ("changed", "closed_at", "events")
+    __slots__ = ("changed", "closed_at", "events", "size")
 
     def __init__(self) -> None:
         self.events: list[StreamEvent] = []
         self.closed_at: float | None = None
         self.changed = asyncio.Event()
+        self.size = 0  # bytes of frames held
 
     def add(self, events: list[StreamEvent]) -> None:
         """Append events numbered after the last one held (others are already here)."""
@@ -89,6 +90,7 @@ class _Log:
         fresh = [e for e in events if e.seq > last]
         if fresh:
             self.events.extend(fresh)
+            self.size += sum(len(e.frame) for e in fresh)
             self.wake()
 
     def close(self) -> None:
@@ -116,23 +118,30 @@ class _Log:
 
 
 class LocalLogs:
-    """Logs held in this process's memory, forgotten `retention_seconds` after they close."""
+    """Logs held in this process's memory, forgotten `retention_seconds` after they close, or sooner,
+    oldest first, when finished logs hold more than `budget_bytes` (the database replays them)."""
 
-    def __init__(self, retention_seconds: float) -> None:
+    def __init__(self, retention_seconds: float, budget_bytes: int = 256 * 1024 * 1024) -> None:
         self.logs: dict[int, _Log] = {}
         self.retention = retention_seconds
+        self.budget = budget_bytes
 
     def sweep(self) -> None:
         cutoff = time.monotonic() - self.retention
-        for message_id in [m for m, log in self.logs.items() if log.closed_at is not None and log.closed_at < cutoff]:
+        closed = sorted(((log.closed_at, m) for m, log in self.logs.items() if log.closed_at is not None))
+        held = sum(log.size for log in self.logs.values())
+        for closed_at, message_id in closed:
+            if closed_at >= cutoff and held <= self.budget:
+                break
+            held -= self.logs[message_id].size
             del self.logs[message_id]
 
 
 class MemoryStreamLog:
     """In-process log for the embedded mode (one server process)."""
 
-    def __init__(self, retention_seconds: float) -> None:
-        self._local = LocalLogs(retention_seconds)
+    def __init__(self, retention_seconds: float, budget_bytes: int = 256 * 1024 * 1024) -> None:
+        self._local = LocalLogs(retention_seconds, budget_bytes)
 
     async def start(self) -> None:
         pass
