@@ -7,7 +7,7 @@ import json
 import re
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -202,3 +202,62 @@ def test_anthropic_prompts_are_reserved_at_anthropics_own_count(admin: Api, serv
         assert done.of("usage")[0].data["prompt_tokens"] >= billed
     finally:
         user.close()
+
+
+@pytest.fixture
+def budget_server(backend_url, fake_upstream, tmp_path):
+    """A server whose every user has a $0.05 daily budget (the server-wide default)."""
+    import os
+
+    from tests.conftest import _fresh_pg_database, make_env
+
+    url = _fresh_pg_database(backend_url, f"convo_budget_{os.getpid()}") if backend_url else None
+    server = Server(tmp_path, make_env(tmp_path, fake_upstream, url, DAILY_COST_BUDGET="0.05"))
+    if url:
+        assert server.convo("migrate").returncode == 0
+    yield server.start()
+    server.stop()
+
+
+def test_every_way_an_answer_ends_is_settled_and_spent_is_the_sum_of_costs(budget_server: Server) -> None:
+    from tests.api.test_files import db_execute, db_rows
+    from tests.api.test_stream import answer_id
+
+    user = budget_server.api()
+    assert budget(user)["limit_usd"] == 0.05, "the server-wide default applies"
+    thread = user.thread(model="fake-gpt")
+    costs = [user.send(thread["id"], "done [[fake usage=100,200]]", max_tokens=500).of("usage")[0].data["cost_usd"]]
+
+    # Cancelled: charged for what was written, nothing left reserved.
+    slow = user.send(thread["id"], "[[fake tokens=400 interval=0.05]]", max_tokens=500, stop_after=5)
+    user.post(f"/api/convo/messages/{answer_id(slow)}/cancel")
+    cancelled = user.follow(answer_id(slow), after=5).last.data["message"]
+    assert cancelled["status"] == "cancelled" and cancelled["meta"]["cost_usd"] > 0
+    costs.append(cancelled["meta"]["cost_usd"])
+
+    # The upstream broke off: the tokens it sent are charged.
+    broken = user.send(thread["id"], "[[fake tokens=10 fail=break after=3]]", max_tokens=500)
+    assert broken.last.event == "error"
+    stored = user.get(f"/api/threads/{thread['id']}").json()["messages"][-1]
+    assert stored["status"] == "error" and stored["meta"]["cost_usd"] > 0
+    costs.append(stored["meta"]["cost_usd"])
+
+    status = budget(user)
+    assert status["reserved_usd"] == 0
+    assert status["spent_usd"] == pytest.approx(sum(costs), abs=1e-6), "spent is the sum of the answers' costs"
+
+    # Killed mid-answer: after the restart the reservation is released; what was spent stays.
+    user.send(thread["id"], "[[fake tokens=400 interval=0.05]]", max_tokens=500, stop_after=3)
+    assert budget(user)["reserved_usd"] > 0
+    budget_server.restart(kill=True)
+    status = budget(user)
+    assert status["reserved_usd"] == 0 and status["spent_usd"] == pytest.approx(sum(costs), abs=1e-6)
+
+    # Midnight: what was spent yesterday no longer counts today.
+    budget_server.stop()
+    db_execute(budget_server, "UPDATE spend SET day = %s WHERE user_id = %s",
+               (datetime.now(UTC) - timedelta(days=1)).date(), user.user["id"])
+    budget_server.start()
+    status = budget(user)
+    assert status["spent_usd"] == 0 and status["remaining_usd"] == 0.05
+    assert len(db_rows(budget_server, "SELECT id FROM spend WHERE user_id = %s", user.user["id"])) == len(costs)
