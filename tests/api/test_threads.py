@@ -1,3 +1,7 @@
+import base64
+import json
+
+
 def test_create_list_get_update_delete(api):
     created = api.thread(title="  Plans  ", model="fake-mini", temperature=0.3, system_prompt="Be brief.")
     assert created["title"] == "Plans"
@@ -35,6 +39,11 @@ def test_invalid_input_is_422(api):
     assert api.post("/api/threads", json={"temperature": 3}).status_code == 422
     assert api.post("/api/threads", json={"title": "x" * 301}).status_code == 422
     assert api.get("/api/threads", params={"cursor": "%%%not-a-cursor"}).status_code == 422
+    # Cursors are opaque, but a client can still forge one: a naive time, an id past 64 bits.
+    for forged in (["2026-01-01T00:00:00", 1], ["2026-01-01T00:00:00+00:00", 2**64]):
+        cursor = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+        answer = api.get("/api/threads", params={"cursor": cursor})
+        assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_cursor", forged
     assert api.get("/api/threads", params={"limit": 0}).status_code == 422
     assert api.get("/api/threads/not-a-number").status_code == 422
     assert api.get("/api/threads/99999999").status_code == 404

@@ -77,9 +77,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         stamp, thread_id = json.loads(raw)
-        return datetime.fromisoformat(stamp), int(thread_id)
+        moment, thread_id = datetime.fromisoformat(stamp), int(thread_id)
     except (ValueError, TypeError) as exc:
         raise InvalidInput("Invalid cursor.", code="invalid_cursor") from exc
+    if moment.tzinfo is None or not 0 <= thread_id < 2**63:  # not one this server wrote
+        raise InvalidInput("Invalid cursor.", code="invalid_cursor")
+    return moment, thread_id
 
 
 class Threads:
