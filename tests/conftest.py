@@ -197,40 +197,91 @@ def backend_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None
     pg = request.getfixturevalue("pg_url")
-    return _fresh_pg_database(pg, f"convo_{os.getpid()}")
+    url = _fresh_pg_database(pg, f"convo_{request.param}_{os.getpid()}")
+    if request.param == "scale":
+        _SCALE_DATABASES.add(url)
+    return url
+
+
+# The databases of the "scale" backend: their servers run with Redis and a Celery worker.
+_SCALE_DATABASES: set[str] = set()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # Anything that uses a server runs on both backends.
+    # Anything that uses a server runs on both databases; modules about answers and jobs, whose moving
+    # parts differ in scale mode (Redis streams and cancel, Celery workers), run there too.
     if "backend_url" in metafunc.fixturenames:
-        metafunc.parametrize("backend_url", ["sqlite", "postgresql"], indirect=True, scope="session")
+        backends = ["sqlite", "postgresql"] + (["scale"] if getattr(metafunc.module, "SCALE_MODE", False) else [])
+        metafunc.parametrize("backend_url", backends, indirect=True, scope="session")
+
+
+def _scale_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Scale mode: the machine's Redis under a prefix of its own, and a short lease (2 s) for reaping."""
+    redis_url = request.getfixturevalue("redis_url")
+    return {"REDIS_URL": redis_url, "CONVO_REDIS_PREFIX": f"t{uuid.uuid4().hex[:12]}:",
+            "CONVO_RUN_LEASE_SECONDS": "2"}
+
+
+def start_worker(folder: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`convo worker` with one child, returned once Celery says it is ready."""
+    log_path = folder / "worker.log"
+    log = log_path.open("ab")
+    # At info, Celery says when it is ready.
+    process = subprocess.Popen([sys.executable, "-m", "convo.cli", "worker", "--concurrency", "1"],
+                               env={**env, "CONVO_LOG_LEVEL": "info"}, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while " ready." not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"worker did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return process
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="session")
-def server(backend_url: str | None, fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Server]:
+def server(backend_url: str | None, fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory,
+           request: pytest.FixtureRequest) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("server")
-    srv = Server(folder, make_env(folder, fake_upstream, backend_url))
+    scale = backend_url in _SCALE_DATABASES
+    srv = Server(folder, make_env(folder, fake_upstream, backend_url, **(_scale_env(request) if scale else {})))
     if backend_url:
         result = srv.convo("migrate")
         assert result.returncode == 0, result.stderr
     srv.start()
+    worker = start_worker(folder, srv.env) if scale else None
     yield srv
     srv.stop()
+    if worker is not None:
+        stop_worker(worker)
 
 
 @pytest.fixture
-def own_server(backend_url: str | None, fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[Server]:
+def own_server(backend_url: str | None, fake_upstream: FakeUpstream, tmp_path: Path,
+               request: pytest.FixtureRequest) -> Iterator[Server]:
     """A server of the test's own, for tests that restart or stop it."""
     url = backend_url
     if url:
         url = _fresh_pg_database(url, f"convo_own_{os.getpid()}")
-    srv = Server(tmp_path, make_env(tmp_path, fake_upstream, url))
+    scale = backend_url in _SCALE_DATABASES
+    srv = Server(tmp_path, make_env(tmp_path, fake_upstream, url, **(_scale_env(request) if scale else {})))
     if url:
         assert srv.convo("migrate").returncode == 0
     srv.start()
+    worker = start_worker(tmp_path, srv.env) if scale else None
     yield srv
     srv.stop()
+    if worker is not None:
+        stop_worker(worker)
     shutil.rmtree(tmp_path / "data", ignore_errors=True)
 
 
@@ -342,31 +393,17 @@ class Cluster:
         return server.start()
 
     def add_worker(self) -> subprocess.Popen[bytes]:
-        """`convo worker` with one child, started once it says it is ready."""
-        log_path = self.folder / f"worker{len(self.workers)}.log"
-        log = log_path.open("ab")
-        # At info, Celery says when it is ready.
-        process = subprocess.Popen([sys.executable, "-m", "convo.cli", "worker", "--concurrency", "1"],
-                                   env={**self.env, "CONVO_LOG_LEVEL": "info"}, stdout=log, stderr=subprocess.STDOUT)
+        folder = self.folder / f"w{len(self.workers)}"
+        folder.mkdir()
+        process = start_worker(folder, self.env)
         self.workers.append(process)
-        deadline = time.monotonic() + 60
-        while " ready." not in log_path.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
         return process
 
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
         for process in self.workers:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_worker(process)
 
 
 @pytest.fixture

@@ -251,8 +251,11 @@ class RedisStreamLog:
         key = self.key(message_id)
         try:
             first = await self.redis.xrange(key, min=f"0-{after + 1}", max="+", count=PAGE)
-            if not first and not await self.redis.exists(key):
-                raise LogMissing(message_id)
+            if not first:
+                top = await self.redis.xrevrange(key, count=1)
+                if not top or _str(top[0][1][b"e"]) in TERMINAL_EVENTS:
+                    # No log, or one that ended at or before `after`: the database tells how it ended.
+                    raise LogMissing(message_id)
             entries = first
             while True:
                 if entries:
