@@ -433,8 +433,11 @@ def _title(value: Any) -> str:
 def _content(value: Any) -> str:
     """A message's text, cut at the API's limit: an answer can legitimately be longer than a question
     may be, and one long message is no reason to refuse a whole history."""
-    text = value if isinstance(value, str) else ""
-    return text[:MAX_CONTENT]
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("content must be text")
+    return value[:MAX_CONTENT]
 
 
 def _number(value: Any) -> float | int | None:
