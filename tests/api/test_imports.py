@@ -225,7 +225,11 @@ def test_every_export_imports_back_whole_into_an_empty_account(server: Server, s
         imported = [t["id"] for t in response.json()["threads"]]
         assert len(imported) == len(chats)
         for original, copy in zip(chats, imported, strict=True):
-            assert canonical(exported(newcomer, copy)) == canonical(exported(owner, original), with_files=with_files)
+            got, want = canonical(exported(newcomer, copy)), canonical(exported(owner, original), with_files=with_files)
+            assert len(got["messages"]) == len(want["messages"])
+            for n, (mine, theirs) in enumerate(zip(got.pop("messages"), want.pop("messages"), strict=True)):
+                assert mine == theirs, n
+            assert got == want
             expected = files_of(owner, original) if with_files else []
             assert files_of(newcomer, copy) == expected
         # What the owner sees on screen, the newcomer sees too.

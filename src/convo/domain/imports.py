@@ -440,8 +440,9 @@ def _content(value: Any) -> str:
     return value[:MAX_CONTENT]
 
 
-def _number(value: Any) -> float | int | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e15:
+def _number(value: Any, *, signed: bool = False) -> float | int | None:
+    """A count, a duration or a cost (never negative), or a score (any sign); else none."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and (-1e15 if signed else 0) <= value < 1e15:
         return value
     return None
 
@@ -458,7 +459,8 @@ def _meta(raw: Any, keys: dict[int, str]) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     for key in ("prompt_tokens", "completion_tokens", "cost_usd", "ttft_ms", "latency_ms"):
         # cost_usd is the historical figure shown beside the answer; budgets never read it from here.
-        if (value := _number(raw.get(key))) is not None:
+        # An answer without a first token has ttft_ms null: kept, as any key present and null.
+        if key in raw and ((value := _number(raw[key])) is not None or raw[key] is None):
             meta[key] = value
     if (provider := _text(raw.get("provider"), MAX_LABEL)) is not None:
         meta["provider"] = provider
@@ -473,8 +475,9 @@ def _meta(raw: Any, keys: dict[int, str]) -> dict[str, Any]:
              "chunk_id": None,  # chunks are made anew when the file is indexed again
              "attachment_id": c.get("attachment_id") if isinstance(c.get("attachment_id"), int) else None,
              "filename": _text(c.get("filename"), MAX_FILENAME) or "",
-             "score": _number(c.get("score")), "bm25_score": _number(c.get("bm25_score")),
-             "vector_score": _number(c.get("vector_score")), "snippet": _text(c.get("snippet"), 2_000) or ""}
+             "score": _number(c.get("score"), signed=True), "bm25_score": _number(c.get("bm25_score"), signed=True),
+             "vector_score": _number(c.get("vector_score"), signed=True),
+             "snippet": _text(c.get("snippet"), 2_000) or ""}
             for i, c in enumerate(citations[:100]) if isinstance(c, dict)
         ]
     edited = raw.get("edited_from")
