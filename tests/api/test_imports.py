@@ -292,6 +292,9 @@ def test_hostile_zips_are_refused_without_being_inflated(api: Api) -> None:
         archive.writestr("inner.zip", bomb)
     response = import_file(api, "nested.zip", nested.getvalue())
     assert response.status_code == 422 and response.json()["error"]["code"] == "nested_archive", response.text
+    # The import limit is the upload limit, which nginx's client_max_body_size leaves room for.
+    too_big = import_file(api, "big.json", b" " * (25 * 1024 * 1024 + 1))
+    assert too_big.status_code == 413, too_big.text
     assert len(api.get("/api/threads").json()["items"]) == before
 
 
@@ -369,6 +372,14 @@ def test_healthz_answers_within_100ms_while_the_largest_imports_run(own_server: 
             own_server, lambda name=name, data=data: api.http.post(
                 "/api/import", headers=api.headers, files={"file": (name, data)}, timeout=600))
         assert response.status_code == 200, response.text
+        if name == "conversations.json":
+            # Written over many transactions, the chain is still one chain, its leaf on screen.
+            [thread] = response.json()["threads"]
+            turns = json.loads(data)[0]["mapping"]
+            [(count, with_parent, last)] = db_rows(
+                own_server, "SELECT count(*), count(parent_id), max(id) FROM messages WHERE thread_id = %s", thread["id"])
+            assert (count, with_parent) == (len(turns), len(turns) - 1)
+            assert db_rows(own_server, "SELECT current_leaf_id FROM threads WHERE id = %s", thread["id"]) == [(last,)]
         assert len(latencies) >= 20, (name, len(latencies))
         ordered = sorted(latencies)
         p95 = ordered[int(len(ordered) * 0.95)]
