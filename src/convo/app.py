@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import re
-import gc
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
