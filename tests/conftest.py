@@ -185,7 +185,8 @@ def _fresh_pg_database(pg_url: str, name: str) -> str:
 
     admin = pg_url.replace("postgresql+asyncpg://", "postgresql://")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        # FORCE: a server killed by the previous test may still hold a session for a moment.
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     base, _, query = admin.partition("?")
     base = base.rsplit("/", 1)[0]

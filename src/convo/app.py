@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import re
 import sys
@@ -114,6 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = Services.build(settings)
         app.state.services = services
         await services.start()
+        # What start-up built lives as long as the process: out of the collector's sight, a full
+        # collection no longer walks it (pauses of 150-500 ms were measured during large imports).
+        gc.freeze()
         try:
             yield
         finally:

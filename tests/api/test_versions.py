@@ -4,6 +4,8 @@ import random
 import time
 
 from tests.api.test_stream import SLOW, answer_id
+
+SCALE_MODE = True  # regenerate and edit run answers: also with Redis streams and a Celery worker
 from tests.support import assert_responsive
 
 
