@@ -384,6 +384,7 @@ class Cluster:
                             CONVO_RUN_LEASE_SECONDS="2", **extra)
         self.servers: list[Server] = []
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.worker_metrics: list[str] = []
         self.database_url = database_url
 
     def add(self, *, workers: int = 1) -> Server:
@@ -396,8 +397,10 @@ class Cluster:
     def add_worker(self) -> subprocess.Popen[bytes]:
         folder = self.folder / f"w{len(self.workers)}"
         folder.mkdir()
-        process = start_worker(folder, self.env)
+        port = free_port()
+        process = start_worker(folder, {**self.env, "CONVO_WORKER_METRICS_PORT": str(port)})
         self.workers.append(process)
+        self.worker_metrics.append(f"http://127.0.0.1:{port}/metrics")
         return process
 
     def stop(self) -> None:

@@ -54,9 +54,15 @@ def worker(args: argparse.Namespace) -> None:
         sys.exit("convo worker runs jobs in scale mode: set a PostgreSQL DATABASE_URL and REDIS_URL "
                  "(and CELERY_BROKER_URL for another broker).")
     _prepare_database(settings, migrate=False)
+    if settings.worker_metrics_port:
+        # Before anything imports prometheus_client: its children then write their samples to files here.
+        metrics_dir = settings.data_dir.resolve() / f"metrics-worker-{os.getpid()}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     from convo import worker as celery_worker
 
-    celery_worker.main(args.concurrency, settings.log_level)
+    celery_worker.main(args.concurrency, settings.log_level, settings.worker_metrics_port)
 
 
 def migrate(_: argparse.Namespace) -> None:

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     # How long a silent answer is taken to be alive; unset: max(10 s, 5 checkpoints).
     run_lease_seconds: float | None = Field(None, alias="CONVO_RUN_LEASE_SECONDS", gt=0)
     job_time_limit_seconds: float = Field(1800.0, alias="CONVO_JOB_TIME_LIMIT", gt=0)
+    # Where `convo worker` serves its job metrics for Prometheus (on 127.0.0.1); unset: not served.
+    worker_metrics_port: int | None = Field(None, alias="CONVO_WORKER_METRICS_PORT", ge=1, le=65535)
     db_pool_size: int = Field(10, alias="CONVO_DB_POOL_SIZE", ge=1)
     db_max_overflow: int = Field(20, alias="CONVO_DB_MAX_OVERFLOW", ge=0)
     # How often expired exports are deleted (they are kept for a day).

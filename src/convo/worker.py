@@ -81,6 +81,24 @@ def run_job(self: Any, name: str, args: dict[str, Any]) -> None:
         raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
 
 
-def main(concurrency: int, loglevel: str) -> None:
+def main(concurrency: int, loglevel: str, metrics_port: int | None) -> None:
+    if metrics_port:
+        _serve_metrics(metrics_port)
     app.worker_main(["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
                      "--without-gossip", "--without-mingle"])
+
+
+def _serve_metrics(port: int) -> None:
+    """The children's job metrics (`convo_export_jobs_total`, ...) summed and served by the main process."""
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr="127.0.0.1", registry=registry)
+
+
+@worker_process_shutdown.connect
+def _forget_child_metrics(**_: Any) -> None:
+    from convo.observability import process_exiting
+
+    process_exiting()

@@ -249,6 +249,9 @@ def test_an_export_delivered_twice_makes_one_file(cluster: Cluster) -> None:
     folder = Path(cluster.env["CONVO_DATA_DIR"]) / "exports" / str(user.user["id"])
     assert [p.name for p in folder.iterdir()] == [f"{job['job_id']}.json"]
     assert "Once." in user.get(body["download_url"]).text
+    # The worker's own metrics count one success, not two.
+    scraped = httpx.get(cluster.worker_metrics[0]).text
+    assert 'convo_export_jobs_total{status="succeeded"} 1.0' in scraped, scraped[-2000:]
 
 
 def test_deleting_a_chat_on_b_stops_its_answer_on_a(cluster: Cluster) -> None:

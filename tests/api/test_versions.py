@@ -4,9 +4,9 @@ import random
 import time
 
 from tests.api.test_stream import SLOW, answer_id
+from tests.support import assert_responsive
 
 SCALE_MODE = True  # regenerate and edit run answers: also with Redis streams and a Celery worker
-from tests.support import assert_responsive
 
 
 def contents(view):
