@@ -1,7 +1,7 @@
 """Browser tests: Debian's Chromium driven by Playwright against a real `convo serve` with the built web app.
 
-They run on the SQLite server only: the browser exercises the web app, and the API tests already cover both
-databases. With CI=true a missing Chromium is a failure, not a skip.
+They run on the SQLite server, and a smoke set (marked `postgres_smoke`) on PostgreSQL too. With CI=true
+a missing Chromium is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -35,8 +35,11 @@ def _web_items(items: list[pytest.Item]) -> list[pytest.Item]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     web = _web_items(items)
+    # The browser exercises the web app; the API tests cover both databases. A smoke set of flows runs on
+    # PostgreSQL too, so the pair is seen working together end to end.
     postgres = [item for item in web
-                if getattr(item, "callspec", None) and item.callspec.params.get("backend_url") == "postgresql"]
+                if getattr(item, "callspec", None) and item.callspec.params.get("backend_url") == "postgresql"
+                and item.get_closest_marker("postgres_smoke") is None]
     if postgres:
         config.hook.pytest_deselected(items=postgres)
         items[:] = [item for item in items if item not in postgres]

@@ -36,6 +36,7 @@ def drop(page, name: str, text: str, mime: str = "text/markdown") -> None:
     expect(page.locator(".drop-veil")).to_have_count(0)
 
 
+@pytest.mark.postgres_smoke
 def test_attach_ask_and_open_the_cited_passage(browser, fake_upstream):
     page = browser.page
     sign_up(page)

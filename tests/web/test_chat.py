@@ -65,6 +65,7 @@ def assert_in_order_prefixes(seen: list[str], total: int) -> None:
         assert full.startswith(text), f"shown text is not a prefix of the answer: {text[-120:]!r}"
 
 
+@pytest.mark.postgres_smoke
 def test_answer_streams_token_by_token_with_details(browser):
     page = browser.page
     sign_up(page)
@@ -87,6 +88,7 @@ def test_answer_streams_token_by_token_with_details(browser):
     assert browser.page_errors == []
 
 
+@pytest.mark.postgres_smoke
 def test_stop_button_and_escape_cancel_and_keep_the_partial_text(browser):
     page = browser.page
     sign_up(page)
@@ -108,6 +110,7 @@ def test_stop_button_and_escape_cancel_and_keep_the_partial_text(browser):
     expect(second).to_have_attribute("data-status", "cancelled")
 
 
+@pytest.mark.postgres_smoke
 def test_reload_mid_answer_resumes_with_every_token_once(browser):
     page = browser.page
     sign_up(page)

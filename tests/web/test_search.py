@@ -13,6 +13,7 @@ from tests.web.test_chat import answers, send, sign_up
 pytestmark = pytest.mark.browser
 
 
+@pytest.mark.postgres_smoke
 def test_palette_finds_grouped_highlighted_results_and_opens_the_message_on_its_branch(browser):
     page = browser.page
     sign_up(page)

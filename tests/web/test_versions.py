@@ -17,6 +17,7 @@ def questions(page):
     return page.get_by_role("article", name="You")
 
 
+@pytest.mark.postgres_smoke
 def test_versions_edit_regenerate_compare_and_branch(browser):
     page = browser.page
     sign_up(page)
