@@ -85,10 +85,12 @@ def test_concurrent_answers_cannot_spend_the_same_dollar_twice(admin: Api, serve
         def ask(n: int) -> None:
             client = Api(server.url, token=user.token)
             try:
-                response = client.post(f"/api/threads/{threads[n]['id']}/messages",
-                                       json={"content": f"q{n} [[fake tokens=30 interval=0.05]]", "max_tokens": 2000})
-                with lock:
-                    outcomes.append(response.status_code)
+                # Long answers, read no further than their status: all eight ask while the first still run.
+                with client.http.stream("POST", f"/api/threads/{threads[n]['id']}/messages", headers=client.headers,
+                                        json={"content": f"q{n} [[fake tokens=200 interval=0.05]]",
+                                              "max_tokens": 2000}) as response:
+                    with lock:
+                        outcomes.append(response.status_code)
             finally:
                 client.close()
 
@@ -100,6 +102,10 @@ def test_concurrent_answers_cannot_spend_the_same_dollar_twice(admin: Api, serve
         assert sorted(outcomes) == [200, 200, 200, 402, 402, 402, 402, 402], outcomes
         status = budget(user)
         assert status["spent_usd"] + status["reserved_usd"] <= 0.05
+        for thread in threads:
+            for message in user.get(f"/api/threads/{thread['id']}").json()["messages"]:
+                if message["status"] == "streaming":
+                    user.post(f"/api/convo/messages/{message['id']}/cancel")
     finally:
         user.close()
 

