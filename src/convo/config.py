@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     # Answers one user may have written at once (0: no limit), and the memory finished answers' event
     # logs may keep for replay (the oldest go first; the database replays them in short form).
     user_max_answers: int = Field(4, alias="CONVO_USER_MAX_ANSWERS", ge=0)
+    user_max_streams: int = Field(32, alias="CONVO_USER_MAX_STREAMS", ge=0)
     stream_memory_mb: float = Field(256.0, alias="CONVO_STREAM_MEMORY_MB", gt=0)
 
     # Scale mode: several API processes share answers in progress through Redis (streams, cancel), and

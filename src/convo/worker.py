@@ -34,6 +34,9 @@ def celery_app(settings: Settings) -> Celery:
         # Without this a child killed mid-job (OOM, kill -9) has its message acknowledged anyway.
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # A child builds its Services before it reports in; on a busy host that takes longer than
+        # Celery's 4 s, which would kill replacement children over and over.
+        worker_proc_alive_timeout=60,
         task_time_limit=settings.job_time_limit_seconds,
         # Longer than any job: Redis hands an unacknowledged message to another worker after this.
         broker_transport_options={"visibility_timeout": int(settings.job_time_limit_seconds * 2)},

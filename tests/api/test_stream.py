@@ -341,7 +341,8 @@ def two_answer_server(backend_url, fake_upstream, tmp_path):
     from tests.conftest import Server, _fresh_pg_database, make_env
 
     url = _fresh_pg_database(backend_url, f"convo_cap_{os.getpid()}") if backend_url else None
-    server = Server(tmp_path, make_env(tmp_path, fake_upstream, url, CONVO_USER_MAX_ANSWERS="2"))
+    server = Server(tmp_path, make_env(tmp_path, fake_upstream, url, CONVO_USER_MAX_ANSWERS="2",
+                                       CONVO_USER_MAX_STREAMS="2"))
     if url:
         assert server.convo("migrate").returncode == 0
     yield server.start()
@@ -361,3 +362,19 @@ def test_one_user_cannot_run_more_answers_at_once_than_allowed(two_answer_server
     wait_for(lambda: api.post(f"/api/threads/{threads[2]['id']}/messages",
                               json={"content": "now [[fake reply='ok']]"}).status_code == 200)
     api.post(f"/api/convo/messages/{answer_id(running[1])}/cancel")
+
+
+def test_one_user_cannot_hold_more_streams_open_than_allowed(two_answer_server):
+    api = two_answer_server.api()
+    thread = api.thread()
+    started = api.send(thread["id"], "[[fake tokens=100 interval=0.05]]", stop_after=2)
+    message_id = answer_id(started)
+    followers = [threading.Thread(target=api.follow, args=(message_id,)) for _ in range(2)]
+    for follower in followers:
+        follower.start()
+    wait_for(lambda: api.get(f"/api/convo/messages/{message_id}/stream").status_code == 429)
+    refused = api.get(f"/api/convo/messages/{message_id}/stream")
+    assert refused.json()["error"]["code"] == "too_many_streams" and refused.headers["retry-after"]
+    for follower in followers:
+        follower.join(30)
+    assert api.follow(message_id).last.event == "done", "closed streams no longer count"

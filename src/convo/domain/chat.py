@@ -52,6 +52,7 @@ class Chat:
         self.cancels = cancels
         self.settings = settings
         self.runs = Runs(db, streams, cancels, settings, billing)
+        self._following: dict[int, int] = {}  # open follower streams by user, in this process
         # Retrieval over the thread's files (set by Services); None answers from the conversation alone.
         self.grounder: Grounder | None = None
 
@@ -242,7 +243,22 @@ class Chat:
             message = await owned_message(session, user, message_id)
         if message.role != "assistant":
             raise NotFound("No stream for this message.")
-        return self.stream(message_id, after)
+        limit = self.settings.user_max_streams
+        if limit and self._following.get(user.id, 0) >= limit:
+            raise TooManyRequests(f"You have {limit} answers open in other tabs or windows, the most this server "
+                                  "allows; close one.", code="too_many_streams", retry_after=5)
+        return self._counted(user.id, self.stream(message_id, after))
+
+    async def _counted(self, user_id: int, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """A follower's stream, counted against its user's limit while it is open (in this process)."""
+        self._following[user_id] = self._following.get(user_id, 0) + 1
+        try:
+            async for frame in frames:
+                yield frame
+        finally:
+            self._following[user_id] -= 1
+            if not self._following[user_id]:
+                del self._following[user_id]
 
     async def stream(self, message_id: int, after: int) -> AsyncIterator[bytes]:
         """The SSE bytes of an answer after event `after` (the caller has checked access)."""
