@@ -32,5 +32,9 @@ $$;
 ALTER TABLE chunk_vectors ALTER COLUMN embedding TYPE vector(384)
     USING pg_temp.convo_float32s(embedding)::vector(384);
 CREATE INDEX ix_chunk_vectors_hnsw ON chunk_vectors USING hnsw (embedding vector_cosine_ops);
+-- pgvector does not count a user's rows on every query: the chunk id the fallback's index carried for
+-- that is no longer needed.
+DROP INDEX ix_chunk_vectors_user;
+CREATE INDEX ix_chunk_vectors_user ON chunk_vectors (user_id, attachment_id);
 
 COMMIT;

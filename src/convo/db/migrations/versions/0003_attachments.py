@@ -81,13 +81,18 @@ def upgrade() -> None:
             attachment_id integer NOT NULL,
             embedding vector({DIMENSIONS}) NOT NULL)""")
         op.execute("CREATE INDEX ix_chunk_vectors_hnsw ON chunk_vectors USING hnsw (embedding vector_cosine_ops)")
+        op.execute("CREATE INDEX ix_chunk_vectors_user ON chunk_vectors (user_id, attachment_id)")
     else:
         op.execute(f"""CREATE TABLE chunk_vectors (
             chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
             user_id INTEGER NOT NULL,
             attachment_id INTEGER NOT NULL,
             embedding {"bytea" if postgres else "BLOB"} NOT NULL)""")
-    op.execute("CREATE INDEX ix_chunk_vectors_user ON chunk_vectors (user_id, attachment_id)")
+        # The cache check on every query, count and max chunk id of a user's rows, then reads this index
+        # alone: SQLite's indexes hold the rowid (the chunk id); PostgreSQL's must include it, else the
+        # check reads every blob of the user (240 ms instead of 19 at 100,000 chunks).
+        op.execute("CREATE INDEX ix_chunk_vectors_user ON chunk_vectors (user_id, attachment_id)"
+                   + (" INCLUDE (chunk_id)" if postgres else ""))
 
     if postgres:
         # BM25 from term statistics: one row per (chunk, term) with its frequency; document frequencies
