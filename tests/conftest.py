@@ -1,7 +1,7 @@
 """Shared fixtures: the fake model server, a PostgreSQL server, and real `convo serve` processes.
 
 Every API test runs twice, against a server on SQLite and one on PostgreSQL. With CI=true a missing
-PostgreSQL is a failure, not a skip.
+PostgreSQL (with pgvector, or the plain one without it) is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -58,6 +58,28 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         if CI:
             pytest.fail(f"PostgreSQL is required in CI: {exc}")
         pytest.skip(f"no PostgreSQL for tests: {exc}")
+
+
+@pytest.fixture(scope="session")
+def plain_pg_url() -> str:
+    """A PostgreSQL without pgvector, as many self-hosters have: CONVO_TEST_PLAIN_DATABASE_URL, or the
+    machine's own server. Tests make their own databases in it and drop them."""
+    import psycopg
+
+    url = os.environ.get("CONVO_TEST_PLAIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            pgvector = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+    except psycopg.Error as exc:
+        if CI:
+            pytest.fail(f"a PostgreSQL without pgvector is required in CI: {exc}")
+        pytest.skip(f"no plain PostgreSQL for tests: {exc}")
+    if pgvector:
+        # It would take the pgvector path, and the fallback would go untested.
+        if CI:
+            pytest.fail(f"{url} has pgvector; the fallback tests need a PostgreSQL without it")
+        pytest.skip(f"{url} has pgvector")
+    return url
 
 
 def providers_file(folder: Path, fake: FakeUpstream) -> Path:
@@ -193,6 +215,13 @@ def _fresh_pg_database(pg_url: str, name: str) -> str:
     return f"{base}/{name}" + (f"?{query}" if query else "")
 
 
+def _drop_pg_database(pg_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def backend_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
@@ -284,6 +313,22 @@ def own_server(backend_url: str | None, fake_upstream: FakeUpstream, tmp_path: P
     if worker is not None:
         stop_worker(worker)
     shutil.rmtree(tmp_path / "data", ignore_errors=True)
+
+
+@pytest.fixture
+def plain_pg_server(plain_pg_url: str, fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own on a fresh database in the PostgreSQL without pgvector, logging at
+    info so its start-up line says what retrieval uses."""
+    name = f"convo_nopgvector_{os.getpid()}"
+    url = _fresh_pg_database(plain_pg_url, name)
+    srv = Server(tmp_path, make_env(tmp_path, fake_upstream, url, CONVO_LOG_LEVEL="info"))
+    try:
+        migrated = srv.convo("migrate")
+        assert migrated.returncode == 0, migrated.stderr
+        yield srv.start()
+    finally:
+        srv.stop()
+        _drop_pg_database(plain_pg_url, name)
 
 
 @pytest.fixture

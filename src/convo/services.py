@@ -96,6 +96,7 @@ class Services:
         )
 
     async def start(self) -> None:
+        await self.retrieval.start()
         await self.chat.start(sole_process=not self.settings.scale_mode)
         await asyncio.to_thread(tokens.warm)
         await self.jobs.start()
@@ -109,6 +110,7 @@ class Services:
         """A `convo worker` child: jobs only. The first child to start after a while also queues again
         what was left unqueued (a broker restarted without its data, a process that died before it
         could enqueue); a job that is merely slow is not touched, and handlers ignore a second delivery."""
+        await self.retrieval.start()
         await self.jobs.start()
         assert self.redis is not None
         if await self.redis.set(f"{self.settings.redis_prefix}lock:resume", b"1", nx=True, ex=60):

@@ -1,4 +1,5 @@
-"""POST /api/rag/search and grounded answers, on a real server with SQLite and PostgreSQL."""
+"""POST /api/rag/search and grounded answers, on a real server with SQLite and PostgreSQL (and on a
+PostgreSQL without pgvector)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,22 @@ def test_search_can_name_attachments(corpus: tuple) -> None:
     api, _thread, ids = corpus
     items = rag(api, "honey", attachment_ids=[ids["bread.md"], ids["stars.txt"]], mode="hybrid")
     assert {i["attachment_id"] for i in items} <= {ids["bread.md"], ids["stars.txt"]}
+
+
+def test_hybrid_retrieval_works_on_a_postgresql_without_pgvector(plain_pg_server: Server) -> None:
+    api = plain_pg_server.api()
+    thread = api.thread(title="library")
+    ids = {name: attach(api, thread["id"], name, body.encode())["id"] for name, body in CORPUS.items()}
+    for q, expected in QUERIES:
+        items = rag(api, q, thread_id=thread["id"], k=3)
+        assert items[0]["attachment_id"] == ids[expected], (q, [i["filename"] for i in items])
+        assert items[0]["vector_score"] > 0
+    log = plain_pg_server.log_path.read_text()
+    assert log.count("retrieval: exact vectors in Python, no pgvector") == 1, log[-3000:]
+    # Exact search sees a deletion at once: the cached matrix is reloaded.
+    assert api.delete(f"/api/attachments/{ids['cars.txt']}").status_code == 204
+    items = rag(api, "how do I look after my car", thread_id=thread["id"], mode="vector")
+    assert items and ids["cars.txt"] not in {i["attachment_id"] for i in items}
 
 
 @pytest.mark.parametrize("body", [

@@ -1,26 +1,34 @@
-"""Migrations upgrade and downgrade cleanly on SQLite and PostgreSQL, and the search index follows."""
+"""Migrations upgrade and downgrade cleanly on SQLite and PostgreSQL (with pgvector and without), and the
+search index follows."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 
 from convo.db import migrate
 from convo.db.session import Database
-from tests.conftest import _fresh_pg_database
+from convo.runtime.vectors import EmbeddedVectors, PgVectors, VectorRow, vector_index
+from tests.conftest import _drop_pg_database, _fresh_pg_database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-no-pgvector"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'convo.db'}"
-    pg = request.getfixturevalue("pg_url")
-    url = _fresh_pg_database(pg, f"convo_migrations_{os.getpid()}")
-    return url.replace("postgresql://", "postgresql+asyncpg://")
+        yield f"sqlite+aiosqlite:///{tmp_path / 'convo.db'}"
+        return
+    plain = request.param == "postgresql-no-pgvector"
+    pg = request.getfixturevalue("plain_pg_url" if plain else "pg_url")
+    name = f"convo_migrations_{'nopgvector_' if plain else ''}{os.getpid()}"
+    yield _fresh_pg_database(pg, name).replace("postgresql://", "postgresql+asyncpg://")
+    if plain:  # the machine's own server: leave nothing behind
+        _drop_pg_database(pg, name)
 
 
 async def _run(url: str, *statements: str) -> list[list[tuple]]:
@@ -164,3 +172,117 @@ def test_the_spending_ledger_starts_with_what_finished_answers_cost(db_url: str)
     assert run(db_url, "SELECT attempts FROM attachments")[0] == []
     migrate.downgrade(db_url, "0006")
     migrate.upgrade(db_url)
+
+
+# A user with one file of three chunks (ids 1, 2, 3), for the vector index to hold.
+ONE_FILE = (
+    "INSERT INTO users (id, email, name, password_hash, role, disabled, created_at) "
+    "VALUES (1, 'a@example.com', '', 'x', 'user', false, '2026-01-01 00:00:00')",
+    "INSERT INTO threads (id, user_id, title, created_at, updated_at) "
+    "VALUES (1, 1, 't', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+    "INSERT INTO attachments (id, user_id, thread_id, filename, content_type, size, sha256, storage_path, "
+    "status, chunk_count, created_at, updated_at) VALUES (1, 1, 1, 'a.txt', 'text/plain', 1, 'x', '1/1', "
+    "'ready', 3, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+    "INSERT INTO chunks (attachment_id, user_id, position, text, tokens, length, created_at) VALUES "
+    "(1, 1, 0, 'a', 1, 1, '2026-01-01'), (1, 1, 1, 'b', 1, 1, '2026-01-01'), (1, 1, 2, 'c', 1, 1, '2026-01-01')",
+)
+
+
+def test_the_vector_table_is_what_the_database_can_hold(db_url: str, request: pytest.FixtureRequest) -> None:
+    """pgvector where the extension is available, float32 blobs elsewhere; the app finds out which from the
+    column, and the blob index works the same on PostgreSQL as on SQLite."""
+    backend = request.node.callspec.params["db_url"]
+    migrate.upgrade(db_url)
+    if backend == "sqlite":
+        column = run(db_url, "SELECT type FROM pragma_table_info('chunk_vectors') WHERE name = 'embedding'")[0]
+        hnsw: list[tuple] = []
+    else:
+        column, hnsw = run(
+            db_url,
+            "SELECT t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+            "WHERE a.attrelid = 'chunk_vectors'::regclass AND a.attname = 'embedding'",
+            "SELECT indexname FROM pg_indexes WHERE indexname = 'ix_chunk_vectors_hnsw'",
+        )
+    expected = {"sqlite": "BLOB", "postgresql": "vector", "postgresql-no-pgvector": "bytea"}[backend]
+    assert column == [(expected,)]
+    assert (hnsw == [("ix_chunk_vectors_hnsw",)]) == (backend == "postgresql")
+
+    run(db_url, *ONE_FILE)
+    basis = np.eye(384, dtype=np.float32)
+
+    async def scenario() -> list[object]:
+        db = Database(db_url)
+        try:
+            async with db.read() as session:
+                index = await vector_index(session)
+            async with db.write() as session:
+                await index.add(session, [VectorRow(c, 1, 1, basis[c]) for c in (1, 2, 3)])
+            async with db.read() as session:
+                before = await index.search(session, 1, basis[2], 3, None)
+            async with db.write() as session:
+                await session.execute(text("DELETE FROM chunks WHERE id = 2"))
+            async with db.read() as session:  # the cached matrix must notice the delete
+                after = await index.search(session, 1, basis[2], 3, None)
+                scores = await index.scores(session, 1, basis[3], [1, 2, 3])
+            return [index, before, after, scores]
+        finally:
+            await db.close()
+
+    index, before, after, scores = asyncio.run(scenario())
+    assert isinstance(index, PgVectors if backend == "postgresql" else EmbeddedVectors)
+    assert before[0] == (2, pytest.approx(1.0))
+    assert sorted(c for c, _ in after) == [1, 3] and all(s == pytest.approx(0.0, abs=1e-6) for _, s in after)
+    assert scores == {1: pytest.approx(0.0, abs=1e-6), 3: pytest.approx(1.0)}
+
+    migrate.downgrade(db_url, "base")
+    migrate.upgrade(db_url)
+    assert migrate.is_current(db_url)
+    assert run(db_url, "SELECT count(*) FROM chunk_vectors")[0] == [(0,)]
+
+
+def test_deploy_pgvector_sql_moves_blobs_onto_pgvector(pg_url: str) -> None:
+    """A database migrated without pgvector, on a server that has since gained it: the documented script
+    turns the blobs into the pgvector column and index, and searches find the same chunks."""
+    import psycopg
+
+    admin = _fresh_pg_database(pg_url, f"convo_pgvector_sql_{os.getpid()}")
+    url = admin.replace("postgresql://", "postgresql+asyncpg://")
+    migrate.upgrade(url)
+    # What migration 0003 makes without pgvector (the pgvector test server cannot hide the extension).
+    run(url, "DROP INDEX ix_chunk_vectors_hnsw",
+        "ALTER TABLE chunk_vectors ALTER COLUMN embedding TYPE bytea USING NULL", "DROP EXTENSION vector",
+        *ONE_FILE)
+    vectors = np.random.default_rng(7).standard_normal((3, 384)).astype(np.float32)
+    vectors[2, :4] = [0.0, 1e-39, -2.5e-39, 3.0]  # zero, subnormals and a sign: the decoder's corners
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # unit length, as Convo stores them
+    assert 0 < abs(vectors[2, 1]) < np.finfo(np.float32).tiny
+    query = vectors[0] + vectors[1]
+
+    async def search() -> tuple[object, list[tuple[int, float]], list[tuple[int, float]]]:
+        db = Database(url)
+        try:
+            async with db.read() as session:
+                index = await vector_index(session)
+                if isinstance(index, EmbeddedVectors):
+                    async with db.write() as writer:
+                        await index.add(writer, [VectorRow(c, 1, 1, vectors[c - 1]) for c in (1, 2, 3)])
+                stored = [(int(c), e) for c, e in (await session.execute(
+                    text("SELECT chunk_id, embedding FROM chunk_vectors ORDER BY chunk_id"))).all()]
+                hits = await index.search(session, 1, query / np.linalg.norm(query), 3, None)
+            return index, stored, hits
+        finally:
+            await db.close()
+
+    before, _, blob_hits = asyncio.run(search())
+    assert isinstance(before, EmbeddedVectors)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute((Path(__file__).parents[2] / "deploy" / "pgvector.sql").read_text())
+    after, stored, pg_hits = asyncio.run(search())
+    assert isinstance(after, PgVectors)
+    # Every float32 comes through bit for bit.
+    for chunk_id, embedding in stored:
+        parsed = np.array(embedding.strip("[]").split(","), dtype=np.float32)
+        assert parsed.tobytes() == vectors[chunk_id - 1].tobytes(), chunk_id
+    assert [c for c, _ in pg_hits] == [c for c, _ in blob_hits]
+    assert [s for _, s in pg_hits] == pytest.approx([s for _, s in blob_hits], abs=1e-5)
+    assert run(url, "SELECT indexname FROM pg_indexes WHERE indexname = 'ix_chunk_vectors_hnsw'")[0] != []

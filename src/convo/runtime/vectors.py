@@ -1,8 +1,9 @@
 """The vector index: chunk embeddings by owner, searched by cosine similarity.
 
-Two implementations with one small interface: `EmbeddedVectors` keeps float32 blobs in SQLite and
-scores them with numpy against a per-user matrix cached in memory; `PgVectors` uses pgvector with an
-HNSW index. Rows go away with their chunk (ON DELETE CASCADE on both backends).
+Two implementations with one small interface: `EmbeddedVectors` keeps float32 blobs (SQLite, or a
+PostgreSQL without pgvector) and scores them with numpy against a per-user matrix cached in memory;
+`PgVectors` uses pgvector with an HNSW index. `vector_index` picks the one the schema was migrated
+for. Rows go away with their chunk (ON DELETE CASCADE on every backend).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class VectorRow:
 
 
 class VectorIndex(Protocol):
+    description: str  # what retrieval uses, for the start-up log
+
     async def add(self, session: AsyncSession, rows: list[VectorRow]) -> None: ...
 
     async def search(
@@ -52,9 +55,12 @@ class _Matrix:
 
 class EmbeddedVectors:
     """Brute force over the user's vectors: exact, and at 384 float32 numbers per chunk a user with
-    100,000 chunks is a 150 MB matrix scored in a few milliseconds. The cached matrix is checked
-    against (count, max chunk id) on every query; chunk ids are never reused (AUTOINCREMENT), so any
-    insert or delete, by any process, changes that signature."""
+    100,000 chunks is a 150 MB matrix in each process, scored in about 40 ms (bench/vectors.py). The
+    cached matrix is checked against (count, max chunk id) on every query; chunk ids are never reused
+    (AUTOINCREMENT on SQLite, a sequence on PostgreSQL), so any insert or delete, by any process,
+    changes that signature."""
+
+    description = "exact vectors in Python, no pgvector"
 
     def __init__(self) -> None:
         self._cache: dict[int, _Matrix] = {}
@@ -89,7 +95,10 @@ class EmbeddedVectors:
             attachments = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
             vectors = (np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
                        if rows else np.zeros((0, 0), dtype=np.float32))
-            return _Matrix((count, top), ids, attachments, vectors, {int(c): i for i, c in enumerate(ids)})
+            # Signed by the rows it holds, not the count above: a write committed between the two
+            # statements must not leave a matrix that a later, equal count would pass as current.
+            signature = (len(rows), int(ids[-1]) if rows else 0)
+            return _Matrix(signature, ids, attachments, vectors, {int(c): i for i, c in enumerate(ids)})
 
         matrix = await asyncio.to_thread(build)
         with self._lock:
@@ -132,6 +141,8 @@ def _literal(vector: np.ndarray) -> str:
 class PgVectors:
     """pgvector: cosine distance (`<=>`) over an HNSW index."""
 
+    description = "pgvector HNSW"
+
     # HNSW returns up to ef_search candidates before filters; a wide beam keeps filtered searches full.
     EF_SEARCH = 200
 
@@ -173,5 +184,13 @@ class PgVectors:
         return {int(c): float(s) for c, s in rows}
 
 
-def vector_index(is_sqlite: bool) -> VectorIndex:
-    return EmbeddedVectors() if is_sqlite else PgVectors()
+async def vector_index(session: AsyncSession) -> VectorIndex:
+    """pgvector where migration 0003 made `embedding` a `vector` column, else blobs searched in Python.
+    Decided by the column, not by the extension: a PostgreSQL that gains pgvector later keeps its
+    blobs until they are converted (docs/retrieval.md)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return EmbeddedVectors()
+    column_type = await session.scalar(text(
+        "SELECT t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = 'chunk_vectors'::regclass AND a.attname = 'embedding'"))
+    return PgVectors() if column_type == "vector" else EmbeddedVectors()

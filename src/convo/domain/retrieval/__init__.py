@@ -14,6 +14,7 @@ Ranking (documented with numbers in docs/retrieval.md):
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from convo.domain.retrieval.chunking import Chunk as TextChunk
 from convo.domain.retrieval.embeddings import Embedder, load_tokenizer
 from convo.domain.retrieval.keyword import KeywordIndex, keyword_index, query_terms, terms
 from convo.runtime.vectors import VectorIndex, VectorRow, vector_index
+
+log = logging.getLogger(__name__)
 
 Mode = Literal["hybrid", "bm25", "vector", "rrf"]
 MODES: tuple[str, ...] = ("hybrid", "bm25", "vector", "rrf")
@@ -91,8 +94,20 @@ class Retrieval:
         self.embedder = embedder
         self.weights = weights
         self.keywords: KeywordIndex = keyword_index(db.is_sqlite)
-        self.vectors: VectorIndex = vector_index(db.is_sqlite)
+        self._vectors: VectorIndex | None = None
         self._tokenizer = None
+
+    async def start(self) -> None:
+        """Picks the vector index the schema holds; call once the database is migrated."""
+        async with self.db.read() as session:
+            self._vectors = await vector_index(session)
+        log.info("retrieval: %s", self._vectors.description)
+
+    @property
+    def vectors(self) -> VectorIndex:
+        if self._vectors is None:
+            raise RuntimeError("Retrieval.start() has not run")
+        return self._vectors
 
     # -- indexing --------------------------------------------------------------------------------
 

@@ -94,6 +94,7 @@ async def _run(folder: Path, mode: Mode, split: str, k: int, db_url: str, embedd
     db = Database(db_url)
     retrieval = Retrieval(db, embedder, weights)
     try:
+        await retrieval.start()
         now = utcnow()
         async with db.write() as session:
             user = User(email=f"rag-eval-{time.time_ns()}@localhost", name="rag-eval", password_hash="!")
