@@ -266,29 +266,32 @@ class Files:
         await asyncio.to_thread((self.root / attachment.storage_path).unlink, missing_ok=True)
 
     async def sweep(self, user_id: int | None = None) -> int:
-        """Delete originals whose attachment is gone (its thread was deleted); returns how many."""
+        """Delete originals whose attachment is gone (its thread was deleted); returns how many. The folder
+        is listed before the rows are read: an upload commits its row before its file takes its name, so
+        the row of every file listed is there to be read, and a file that lands later is not looked at."""
+
+        def listed() -> list[Path]:
+            folders = [self._user_dir(user_id)] if user_id is not None else (
+                [p for p in self.root.iterdir() if p.is_dir()] if self.root.is_dir() else [])
+            return [path for folder in folders if folder.is_dir() for path in folder.iterdir()
+                    if not path.name.startswith(".upload-")]
+
+        paths = await asyncio.to_thread(listed)
+        if not paths:
+            return 0
         query = select(Attachment.storage_path)
         if user_id is not None:
             query = query.where(Attachment.user_id == user_id)
         async with self.db.read() as session:
             kept = set(await session.scalars(query))
+        orphans = [path for path in paths if f"{path.parent.name}/{path.name}" not in kept]
 
-        def remove() -> int:
-            folders = [self._user_dir(user_id)] if user_id is not None else (
-                [p for p in self.root.iterdir() if p.is_dir()] if self.root.is_dir() else [])
-            removed = 0
-            for folder in folders:
-                if not folder.is_dir():
-                    continue
-                for path in folder.iterdir():
-                    if path.name.startswith(".upload-"):
-                        continue
-                    if f"{folder.name}/{path.name}" not in kept:
-                        path.unlink(missing_ok=True)
-                        removed += 1
-            return removed
+        def remove() -> None:
+            for path in orphans:
+                path.unlink(missing_ok=True)
 
-        return await asyncio.to_thread(remove)
+        await asyncio.to_thread(remove)
+        return len(orphans)
 
     async def search(
         self, user: User, q: str, *, thread_id: int | None = None, attachment_ids: list[int] | None = None,
