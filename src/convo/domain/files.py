@@ -138,10 +138,14 @@ class Files:
     def _user_dir(self, user_id: int) -> Path:
         return self.root / str(user_id)
 
-    async def upload(self, user: User, thread_id: int, filename: str, body: AsyncIterator[bytes]) -> Attachment:
-        """Keep the original, check its size and type by content, and queue its ingestion."""
+    async def admit(self, user: User, thread_id: int) -> None:
+        """Check, before a byte of the file is read, that the thread is the user's."""
         async with self.db.read() as session:
             await owned_thread(session, user, thread_id)
+
+    async def upload(self, user: User, thread_id: int, filename: str, body: AsyncIterator[bytes]) -> Attachment:
+        """Keep the original, check its size and type by content, and queue its ingestion."""
+        await self.admit(user, thread_id)
         folder = self._user_dir(user.id)
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         partial = folder / f".upload-{uuid.uuid4().hex}"
