@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import re
 import socket
 import sqlite3
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, make_env
+from tests.conftest import Server, _fresh_pg_database, make_env
 from tests.fakes.upstream import FakeUpstream
 from tests.support import Api
 
@@ -465,4 +466,43 @@ def test_an_upload_to_someone_elses_thread_is_refused_before_its_body_is_read(se
                 sock.close()
     finally:
         other.close()
+
+
+# -- storage quota -------------------------------------------------------------------------------
+
+QUOTA_BYTES = 10_485  # CONVO_USER_STORAGE_MB=0.01
+
+
+@pytest.fixture
+def quota_server(backend_url: str | None, fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[Server]:
+    url = _fresh_pg_database(backend_url, f"convo_quota_{os.getpid()}") if backend_url else None
+    srv = Server(tmp_path, make_env(tmp_path, fake_upstream, url, CONVO_USER_STORAGE_MB="0.01"))
+    if url:
+        assert srv.convo("migrate").returncode == 0
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_uploads_past_the_users_storage_quota_are_413(quota_server: Server) -> None:
+    api, other = quota_server.api(), quota_server.api()
+    thread = api.thread()
+    first = upload(api, thread["id"], "a.txt", b"a" * 6000)
+    assert first.status_code == 201, first.text
+    refused = upload(api, thread["id"], "b.txt", b"b" * 6000)
+    assert refused.status_code == 413, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "storage_quota_exceeded"
+    assert error["used_bytes"] == 6000 and error["limit_bytes"] == QUOTA_BYTES
+    assert "5.9 KB" in error["message"] and "10.2 KB" in error["message"]
+    assert [a["id"] for a in api.get(f"/api/threads/{thread['id']}/attachments").json()["items"]] == [
+        first.json()["id"]]
+    assert list((Path(quota_server.env["CONVO_DATA_DIR"]) / "uploads" / str(api.user["id"])).iterdir()) == [
+        Path(quota_server.env["CONVO_DATA_DIR"]) / "uploads" / str(api.user["id"]) / str(first.json()["id"])]
+    # Each user has a quota of their own, and deleting a file makes room.
+    assert upload(other, other.thread()["id"], "b.txt", b"b" * 6000).status_code == 201
+    assert api.delete(f"/api/attachments/{first.json()['id']}").status_code == 204
+    assert upload(api, thread["id"], "b.txt", b"b" * 6000).status_code == 201
+    api.close()
+    other.close()
 

@@ -103,9 +103,10 @@ async def uploaded_file(request: Request, limit: int, what: str = "limit") -> As
 
 
 @router.post("/api/threads/{thread_id}/attachments", status_code=201, openapi_extra=UPLOAD_BODY,
-             responses={413: {"description": "Too large"}, 415: {"description": "Unsupported type"}})
+             responses={413: {"description": "Too large, or the user's storage is full"},
+                        415: {"description": "Unsupported type"}})
 async def upload(thread_id: Id, request: Request, user: CurrentUser, services: ServicesDep) -> AttachmentPublic:
-    # A foreign thread answers before the body is read.
+    # A foreign thread or a full storage answers before the body is read.
     await services.files.admit(user, thread_id)
     async with uploaded_file(request, services.files.max_bytes) as upload:
         attachment = await services.files.upload(user, thread_id, upload.filename or "upload", _pieces(upload))
