@@ -386,11 +386,11 @@ def chunked_body(name: str, size: int, piece: int = 64 * 1024) -> Iterator[bytes
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-def start_chunked_upload(server: Server, api: Api, thread_id: int, body: bytes) -> socket.socket:
+def start_chunked_upload(server: Server, api: Api, path: str, body: bytes) -> socket.socket:
     """A chunked upload whose body is `body` so far: the request is left open, as a slow or endless
     sender leaves it."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=15)
-    head = (f"POST /api/threads/{thread_id}/attachments HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: Bearer {api.token}\r\nContent-Type: {MULTIPART}\r\nTransfer-Encoding: chunked\r\n\r\n")
     sock.sendall(head.encode() + f"{len(body):x}\r\n".encode() + body + b"\r\n")
     return sock
@@ -440,7 +440,8 @@ def test_a_chunked_upload_over_the_limit_is_refused_while_it_streams(small_serve
                  if p.is_file()]
     assert leftovers == []
     # The refusal comes once the limit is passed, not at the end of a body that may never end.
-    sock = start_chunked_upload(small_server, api, thread["id"], multipart_head("endless.txt") + b"a" * (limit + 128 * 1024))
+    sock = start_chunked_upload(small_server, api, f"/api/threads/{thread['id']}/attachments",
+                                multipart_head("endless.txt") + b"a" * (limit + 128 * 1024))
     try:
         assert status_of(sock) == 413
     finally:
@@ -459,13 +460,29 @@ def test_an_upload_to_someone_elses_thread_is_refused_before_its_body_is_read(se
     try:
         for thread_id in (thread["id"], 2_000_000_000):
             # One piece of a body that never ends: the answer cannot wait for the rest.
-            sock = start_chunked_upload(server, other, thread_id, multipart_head("x.txt") + b"a" * 65536)
+            sock = start_chunked_upload(server, other, f"/api/threads/{thread_id}/attachments",
+                                        multipart_head("x.txt") + b"a" * 65536)
             try:
                 assert status_of(sock) == 404
             finally:
                 sock.close()
     finally:
         other.close()
+
+
+def test_a_chunked_import_over_its_limit_is_refused_while_it_streams(small_server: Server) -> None:
+    limit = 8 * 1024 * 1024  # eight uploads
+    api = small_server.api()
+    assert small_server.process is not None
+    written = bytes_written(small_server.process.pid)
+    sock = start_chunked_upload(small_server, api, "/api/import",
+                                multipart_head("history.json") + b"a" * (limit + 128 * 1024))
+    try:
+        assert status_of(sock) == 413
+    finally:
+        sock.close()
+    assert bytes_written(small_server.process.pid) - written < limit + 256 * 1024
+    api.close()
 
 
 # -- storage quota -------------------------------------------------------------------------------
