@@ -119,7 +119,7 @@ def _from_file(path: Path, settings: Settings) -> list[Provider]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ProvidersFileError(f"cannot read providers file {path}: {exc.strerror}") from exc
+        raise ProvidersFileError(f"cannot read providers file {path}: {exc}") from exc
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
