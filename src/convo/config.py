@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     rag_vec_weight: float = Field(0.5, alias="RAG_VEC_WEIGHT", ge=0)
     rag_time_decay: float = Field(0.0, alias="RAG_TIME_DECAY", ge=0)
     max_upload_mb: float = Field(25, alias="CONVO_MAX_UPLOAD_MB", gt=0)
+    # What one user's uploaded originals may take in all; 0 means no limit.
+    user_storage_mb: float = Field(1024, alias="CONVO_USER_STORAGE_MB", ge=0)
     # Reading one upload's text runs in a child process with this much memory and time.
     extract_memory_mb: int = Field(1024, alias="CONVO_EXTRACT_MEMORY_MB", ge=64)
     extract_seconds: float = Field(120.0, alias="CONVO_EXTRACT_SECONDS", gt=0)
@@ -123,6 +125,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def user_storage_bytes(self) -> int:
+        return int(self.user_storage_mb * 1024 * 1024)
 
     @property
     def tiktoken_dir(self) -> Path:

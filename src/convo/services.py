@@ -73,7 +73,8 @@ class Services:
         retrieval = Retrieval(db, build_embedder(settings), Weights(
             settings.rag_bm25_weight, settings.rag_vec_weight, settings.rag_time_decay))
         files = Files(db, retrieval, jobs, settings.data_dir, settings.max_upload_bytes, Limits(
-            settings.extract_memory_mb * 1024 * 1024, math.ceil(settings.extract_seconds), settings.extract_seconds))
+            settings.extract_memory_mb * 1024 * 1024, math.ceil(settings.extract_seconds), settings.extract_seconds),
+            quota_bytes=settings.user_storage_bytes)
         chat.grounder = Grounder(files)
         return cls(
             settings=settings,

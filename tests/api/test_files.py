@@ -6,16 +6,21 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
+import re
+import socket
 import sqlite3
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, _fresh_pg_database, make_env
+from tests.fakes.upstream import FakeUpstream
 from tests.support import Api
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -360,3 +365,161 @@ def test_at_restart_a_file_that_keeps_stopping_indexing_fails_and_others_are_ind
     hits = api.post("/api/rag/search", json={"q": "outer buoy", "thread_id": thread["id"], "mode": "bm25"}).json()
     assert [h["attachment_id"] for h in hits["items"]] == [resumed["id"]]
     api.close()
+
+
+# -- limits while the body streams in ------------------------------------------------------------
+
+BOUNDARY = "convo-test-boundary"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def multipart_head(name: str) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            "Content-Type: text/plain\r\n\r\n").encode()
+
+
+def chunked_body(name: str, size: int, piece: int = 64 * 1024) -> Iterator[bytes]:
+    """A multipart body with `size` bytes of text in its file part, sent in pieces without a length."""
+    yield multipart_head(name)
+    for start in range(0, size, piece):
+        yield b"a" * min(piece, size - start)
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def start_chunked_upload(server: Server, api: Api, path: str, body: bytes) -> socket.socket:
+    """A chunked upload whose body is `body` so far: the request is left open, as a slow or endless
+    sender leaves it."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {api.token}\r\nContent-Type: {MULTIPART}\r\nTransfer-Encoding: chunked\r\n\r\n")
+    sock.sendall(head.encode() + f"{len(body):x}\r\n".encode() + body + b"\r\n")
+    return sock
+
+
+def status_of(sock: socket.socket) -> int:
+    """The status of the response on `sock`; a timeout if none comes (the server waits for the body)."""
+    received = b""
+    while b"\r\n" not in received:
+        piece = sock.recv(4096)
+        assert piece, f"connection closed after {received!r}"
+        received += piece
+    return int(received.split(b" ", 2)[1])
+
+
+def bytes_written(pid: int) -> int:
+    """What the process has written to files so far (Linux: its write(2) calls, wherever they go)."""
+    return int(re.search(r"^wchar: (\d+)$", Path(f"/proc/{pid}/io").read_text(), re.M)[1])
+
+
+@pytest.fixture
+def small_server(fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[Server]:
+    """A server (SQLite: the database plays no part) whose uploads may be 1 MB, with a temp folder of
+    its own."""
+    (tmp_path / "tmp").mkdir()
+    srv = Server(tmp_path, make_env(tmp_path, fake_upstream, None, CONVO_MAX_UPLOAD_MB="1",
+                                    TMPDIR=str(tmp_path / "tmp"))).start()
+    yield srv
+    srv.stop()
+
+
+def test_a_chunked_upload_over_the_limit_is_refused_while_it_streams(small_server: Server) -> None:
+    limit = 1024 * 1024
+    api = small_server.api()
+    thread = api.thread()
+    assert small_server.process is not None
+    pid = small_server.process.pid
+    written = bytes_written(pid)
+    response = api.post(f"/api/threads/{thread['id']}/attachments", headers={"Content-Type": MULTIPART},
+                        content=chunked_body("big.txt", 3 * limit))
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "file_too_large"
+    # No more than the limit and its framing was kept anywhere, temp folder or data folder (a whole
+    # body spooled first would be 3 MB).
+    assert bytes_written(pid) - written < limit + 256 * 1024
+    leftovers = [p for folder in ("tmp", "data/uploads") for p in (small_server.folder / folder).rglob("*")
+                 if p.is_file()]
+    assert leftovers == []
+    # The refusal comes once the limit is passed, not at the end of a body that may never end.
+    sock = start_chunked_upload(small_server, api, f"/api/threads/{thread['id']}/attachments",
+                                multipart_head("endless.txt") + b"a" * (limit + 128 * 1024))
+    try:
+        assert status_of(sock) == 413
+    finally:
+        sock.close()
+    # Under the limit, the same kind of request is taken.
+    ok = api.post(f"/api/threads/{thread['id']}/attachments", headers={"Content-Type": MULTIPART},
+                  content=chunked_body("small.txt", limit // 2))
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["size"] == limit // 2
+    api.close()
+
+
+def test_an_upload_to_someone_elses_thread_is_refused_before_its_body_is_read(server: Server, api: Api) -> None:
+    thread = api.thread()
+    other = server.api()
+    try:
+        for thread_id in (thread["id"], 2_000_000_000):
+            # One piece of a body that never ends: the answer cannot wait for the rest.
+            sock = start_chunked_upload(server, other, f"/api/threads/{thread_id}/attachments",
+                                        multipart_head("x.txt") + b"a" * 65536)
+            try:
+                assert status_of(sock) == 404
+            finally:
+                sock.close()
+    finally:
+        other.close()
+
+
+def test_a_chunked_import_over_its_limit_is_refused_while_it_streams(small_server: Server) -> None:
+    limit = 8 * 1024 * 1024  # eight uploads
+    api = small_server.api()
+    assert small_server.process is not None
+    written = bytes_written(small_server.process.pid)
+    sock = start_chunked_upload(small_server, api, "/api/import",
+                                multipart_head("history.json") + b"a" * (limit + 128 * 1024))
+    try:
+        assert status_of(sock) == 413
+    finally:
+        sock.close()
+    assert bytes_written(small_server.process.pid) - written < limit + 256 * 1024
+    api.close()
+
+
+# -- storage quota -------------------------------------------------------------------------------
+
+QUOTA_BYTES = 10_485  # CONVO_USER_STORAGE_MB=0.01
+
+
+@pytest.fixture
+def quota_server(backend_url: str | None, fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[Server]:
+    url = _fresh_pg_database(backend_url, f"convo_quota_{os.getpid()}") if backend_url else None
+    srv = Server(tmp_path, make_env(tmp_path, fake_upstream, url, CONVO_USER_STORAGE_MB="0.01"))
+    if url:
+        assert srv.convo("migrate").returncode == 0
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_uploads_past_the_users_storage_quota_are_413(quota_server: Server) -> None:
+    api, other = quota_server.api(), quota_server.api()
+    thread = api.thread()
+    first = upload(api, thread["id"], "a.txt", b"a" * 6000)
+    assert first.status_code == 201, first.text
+    refused = upload(api, thread["id"], "b.txt", b"b" * 6000)
+    assert refused.status_code == 413, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "storage_quota_exceeded"
+    assert error["used_bytes"] == 6000 and error["limit_bytes"] == QUOTA_BYTES
+    assert "5.9 KB" in error["message"] and "10.2 KB" in error["message"]
+    assert [a["id"] for a in api.get(f"/api/threads/{thread['id']}/attachments").json()["items"]] == [
+        first.json()["id"]]
+    assert list((Path(quota_server.env["CONVO_DATA_DIR"]) / "uploads" / str(api.user["id"])).iterdir()) == [
+        Path(quota_server.env["CONVO_DATA_DIR"]) / "uploads" / str(api.user["id"]) / str(first.json()["id"])]
+    # Each user has a quota of their own, and deleting a file makes room.
+    assert upload(other, other.thread()["id"], "b.txt", b"b" * 6000).status_code == 201
+    assert api.delete(f"/api/attachments/{first.json()['id']}").status_code == 204
+    assert upload(api, thread["id"], "b.txt", b"b" * 6000).status_code == 201
+    api.close()
+    other.close()
+

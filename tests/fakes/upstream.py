@@ -100,7 +100,7 @@ class FakeUpstream:
         last_user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
         plan = self.plan(body, _text(last_user))
         if error := _http_failure(plan.fail):
-            return JSONResponse({"error": {"message": f"fake {plan.fail}", "type": "fake"}}, status_code=error)
+            return JSONResponse({"error": {"message": _openai_message(error), "type": "fake"}}, status_code=error)
         prompt_tokens = sum(len(_text(m["content"]).split()) for m in body["messages"])
         usage = plan.usage or (prompt_tokens, len(plan.tokens))
         model = body.get("model", "fake-gpt")
@@ -251,6 +251,17 @@ def _claude_tokens(body: dict[str, Any]) -> int:
     outside ASCII, so that, like Claude's, it counts some text well above cl100k."""
     texts = [_text(m["content"]) for m in body["messages"]] + [str(body.get("system", ""))]
     return sum(len(t.split()) + 2 * sum(1 for ch in t if ord(ch) > 127) for t in texts)
+
+
+# OpenAI's 401 echoes the key it was given, masked but for its ends.
+MASKED_KEY = "sk-test***********1234"
+
+
+def _openai_message(status: int) -> str:
+    if status == 401:
+        return (f"Incorrect API key provided: {MASKED_KEY}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.")
+    return f"fake http_{status}"
 
 
 def _http_failure(fail: str | None) -> int | None:

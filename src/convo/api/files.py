@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
+from starlette.types import Message
 
 from convo.api.deps import CurrentUser, Id, ServicesDep
 from convo.db.models import Attachment
@@ -60,16 +61,38 @@ async def _pieces(upload: UploadFile) -> AsyncIterator[bytes]:
         yield piece
 
 
+def _too_large(limit: int, what: str) -> TooLarge:
+    return TooLarge(f"The file is larger than the {limit // (1024 * 1024)} MB {what}.", limit_bytes=limit)
+
+
+def _counted(request: Request, limit: int, what: str) -> Request:
+    """The request with a body that fails as soon as more than `limit` + framing has come in, whatever
+    Content-Length said (or a chunked body did not say): the form parser spools no more than that."""
+    receive, received = request.receive, 0
+
+    async def counting() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit + _MULTIPART_SLACK:
+                raise _too_large(limit, what)
+        return message
+
+    return Request(request.scope, counting)
+
+
 @asynccontextmanager
 async def uploaded_file(request: Request, limit: int, what: str = "limit") -> AsyncIterator[UploadFile]:
-    """The multipart field `file` of the request, refused early when its declared size is over `limit`;
-    the form's spooled files are closed afterwards."""
+    """The multipart field `file` of the request, refused with 413 once the body passes `limit` (declared
+    or counted while it streams in); the form's spooled files are closed afterwards. Check who may
+    upload before calling this: it reads the body."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + _MULTIPART_SLACK:
-        raise TooLarge(f"The file is larger than the {limit // (1024 * 1024)} MB {what}.", limit_bytes=limit)
+        raise _too_large(limit, what)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedType("Send the file as multipart/form-data in a field named `file`.")
-    form = await request.form(max_files=1, max_fields=10)
+    form = await _counted(request, limit, what).form(max_files=1, max_fields=10)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -80,8 +103,11 @@ async def uploaded_file(request: Request, limit: int, what: str = "limit") -> As
 
 
 @router.post("/api/threads/{thread_id}/attachments", status_code=201, openapi_extra=UPLOAD_BODY,
-             responses={413: {"description": "Too large"}, 415: {"description": "Unsupported type"}})
+             responses={413: {"description": "Too large, or the user's storage is full"},
+                        415: {"description": "Unsupported type"}})
 async def upload(thread_id: Id, request: Request, user: CurrentUser, services: ServicesDep) -> AttachmentPublic:
+    # A foreign thread or a full storage answers before the body is read.
+    await services.files.admit(user, thread_id)
     async with uploaded_file(request, services.files.max_bytes) as upload:
         attachment = await services.files.upload(user, thread_id, upload.filename or "upload", _pieces(upload))
     return AttachmentPublic.of(attachment)

@@ -17,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from convo.db.models import Attachment, User, utcnow
 from convo.db.session import Database
@@ -64,6 +65,24 @@ class UnsupportedType(ConvoError):
 class TooLarge(ConvoError):
     status = 413
     code = "file_too_large"
+
+
+class StorageQuotaExceeded(ConvoError):
+    status = 413
+    code = "storage_quota_exceeded"
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size / 1024:,.1f} KB"
+
+
+def _over_quota(used: int, quota: int) -> StorageQuotaExceeded:
+    return StorageQuotaExceeded(
+        f"Your files use {_size(used)} of your {_size(quota)} of storage, and this file does not fit in the rest. "
+        "Delete files or chats you no longer need to make room.", used_bytes=used, limit_bytes=quota)
 
 
 # -- type by content -----------------------------------------------------------------------------
@@ -126,22 +145,38 @@ class Content:
 
 class Files:
     def __init__(self, db: Database, retrieval: Retrieval, jobs: JobRunner, data_dir: Path, max_bytes: int,
-                 limits: Limits) -> None:
+                 limits: Limits, quota_bytes: int = 0) -> None:
         self.db = db
         self.retrieval = retrieval
         self.jobs = jobs
         self.root = (data_dir / "uploads").resolve()
         self.max_bytes = max_bytes
         self.limits = limits
+        self.quota_bytes = quota_bytes  # per user, over all their originals; 0: unlimited
         jobs.register(INGEST_JOB, self._ingest, on_error=self._ingest_failed)
 
     def _user_dir(self, user_id: int) -> Path:
         return self.root / str(user_id)
 
-    async def upload(self, user: User, thread_id: int, filename: str, body: AsyncIterator[bytes]) -> Attachment:
-        """Keep the original, check its size and type by content, and queue its ingestion."""
+    async def _used(self, session: AsyncSession, user_id: int) -> int:
+        return int(await session.scalar(
+            select(func.coalesce(func.sum(Attachment.size), 0)).where(Attachment.user_id == user_id)))
+
+    async def admit(self, user: User, thread_id: int) -> int:
+        """Check, before a byte of the file is read, that the thread is the user's and that their storage
+        is not full; returns the bytes their files use (0 when there is no quota to count against)."""
         async with self.db.read() as session:
             await owned_thread(session, user, thread_id)
+            if not self.quota_bytes:
+                return 0
+            used = await self._used(session, user.id)
+        if used >= self.quota_bytes:
+            raise _over_quota(used, self.quota_bytes)
+        return used
+
+    async def upload(self, user: User, thread_id: int, filename: str, body: AsyncIterator[bytes]) -> Attachment:
+        """Keep the original, check its size and type by content, and queue its ingestion."""
+        used = await self.admit(user, thread_id)
         folder = self._user_dir(user.id)
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         partial = folder / f".upload-{uuid.uuid4().hex}"
@@ -153,6 +188,8 @@ class Files:
                     if size > self.max_bytes:
                         raise TooLarge(f"The file is larger than the {self.max_bytes // (1024 * 1024)} MB limit.",
                                        limit_bytes=self.max_bytes)
+                    if self.quota_bytes and used + size > self.quota_bytes:
+                        raise _over_quota(used, self.quota_bytes)
                     digest.update(piece)
                     await asyncio.to_thread(out.write, piece)
             if size == 0:
@@ -162,6 +199,14 @@ class Files:
             now = utcnow()
             async with self.db.write() as session:
                 await owned_thread(session, user, thread_id)
+                if self.quota_bytes:
+                    # Counted again under a lock on the user (SQLite: the one writer), so that uploads
+                    # running side by side cannot together pass the quota.
+                    if not self.db.is_sqlite:
+                        await session.execute(select(User.id).where(User.id == user.id).with_for_update())
+                    used = await self._used(session, user.id)
+                    if used + size > self.quota_bytes:
+                        raise _over_quota(used, self.quota_bytes)
                 attachment = Attachment(
                     user_id=user.id, thread_id=thread_id, filename=_safe_filename(filename),
                     content_type=content_type, size=size, sha256=digest.hexdigest(), storage_path="",
@@ -266,29 +311,32 @@ class Files:
         await asyncio.to_thread((self.root / attachment.storage_path).unlink, missing_ok=True)
 
     async def sweep(self, user_id: int | None = None) -> int:
-        """Delete originals whose attachment is gone (its thread was deleted); returns how many."""
+        """Delete originals whose attachment is gone (its thread was deleted); returns how many. The folder
+        is listed before the rows are read: an upload commits its row before its file takes its name, so
+        the row of every file listed is there to be read, and a file that lands later is not looked at."""
+
+        def listed() -> list[Path]:
+            folders = [self._user_dir(user_id)] if user_id is not None else (
+                [p for p in self.root.iterdir() if p.is_dir()] if self.root.is_dir() else [])
+            return [path for folder in folders if folder.is_dir() for path in folder.iterdir()
+                    if not path.name.startswith(".upload-")]
+
+        paths = await asyncio.to_thread(listed)
+        if not paths:
+            return 0
         query = select(Attachment.storage_path)
         if user_id is not None:
             query = query.where(Attachment.user_id == user_id)
         async with self.db.read() as session:
             kept = set(await session.scalars(query))
+        orphans = [path for path in paths if f"{path.parent.name}/{path.name}" not in kept]
 
-        def remove() -> int:
-            folders = [self._user_dir(user_id)] if user_id is not None else (
-                [p for p in self.root.iterdir() if p.is_dir()] if self.root.is_dir() else [])
-            removed = 0
-            for folder in folders:
-                if not folder.is_dir():
-                    continue
-                for path in folder.iterdir():
-                    if path.name.startswith(".upload-"):
-                        continue
-                    if f"{folder.name}/{path.name}" not in kept:
-                        path.unlink(missing_ok=True)
-                        removed += 1
-            return removed
+        def remove() -> None:
+            for path in orphans:
+                path.unlink(missing_ok=True)
 
-        return await asyncio.to_thread(remove)
+        await asyncio.to_thread(remove)
+        return len(orphans)
 
     async def search(
         self, user: User, q: str, *, thread_id: int | None = None, attachment_ids: list[int] | None = None,

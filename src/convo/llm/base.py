@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from convo.errors import ConvoError
 
@@ -66,11 +67,28 @@ class ModelSpec:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+# What an upstream may echo of a credential: keys shaped like OpenAI's and Anthropic's (whole or masked
+# with stars, as OpenAI's 401 does), other masked fragments, and a long token right after a word that
+# names a credential ("Incorrect API key provided: AIza...", "Bearer ...").
+_KEYS = re.compile(r"\bsk-[\w*.\-]{3,}|[\w.\-]*\*{4,}[\w.\-]*")
+_AFTER_NAME = re.compile(r"(\b(?:key|token|secret|password|bearer)\b[\s:=\"']*(?:provided[\s:=\"']*)?)"
+                         r"([\w*.~+/\-]{12,})", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` without anything that looks like a secret, for errors that are stored, shown or logged."""
+    return _AFTER_NAME.sub(r"\1[redacted]", _KEYS.sub("[redacted]", text))
+
+
 class UpstreamError(ConvoError):
-    """The model server failed; `code` says how (unreachable, timeout, auth, rate_limited, ...)."""
+    """The model server failed; `code` says how (unreachable, timeout, auth, rate_limited, ...). Its
+    message is stored with the answer and exported, so text from the upstream is redacted here."""
 
     status = 502
     code = "upstream_error"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(redact(message), **kwargs)
 
 
 class Provider(Protocol):

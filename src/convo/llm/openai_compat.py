@@ -11,7 +11,7 @@ import httpx2
 import openai
 
 from convo.llm import tokens
-from convo.llm.base import ChatRequest, Chunk, ModelSpec, TextDelta, UpstreamError, Usage
+from convo.llm.base import ChatRequest, Chunk, ModelSpec, TextDelta, UpstreamError, Usage, redact
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class OpenAIProvider:
             ids = sorted(m.id for m in page.data if not any(word in m.id for word in _NOT_CHAT))
             found = [ModelSpec(id=i) for i in ids]
         except Exception as exc:
-            log.warning("could not list models of provider %s: %s", self.name, exc)
+            log.warning("could not list models of provider %s: %s", self.name, redact(str(exc)))
             found = self._discovered[1] if self._discovered else []
         self._discovered = (now, found)
         return found
@@ -175,7 +175,9 @@ def error_detail(body: object, fallback: str) -> str:
 def status_error(status: int, detail: str) -> UpstreamError:
     """Map an upstream HTTP status to an error code a user can act on."""
     if status in (401, 403):
-        return UpstreamError(f"The model server refused the API key: {detail}", code="upstream_auth")
+        # Its own words often quote part of the key; the status says enough.
+        return UpstreamError(f"The model server refused the API key (HTTP {status}); check the key this "
+                             "provider is configured with.", code="upstream_auth")
     if status == 404:
         return UpstreamError(f"The model server does not know this model: {detail}", code="upstream_not_found")
     if status == 429:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,9 +118,15 @@ def build_registry(settings: Settings) -> Registry:
 def _from_file(path: Path, settings: Settings) -> list[Provider]:
     try:
         text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (OSError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
         raise ProvidersFileError(f"cannot read providers file {path}: {exc}") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        # The parsers' messages quote the offending line, which may be an `api_key:`; so the line
+        # number only, and no chained exception for a traceback to print.
+        raise ProvidersFileError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}"
+                                 f"{_where(exc)}") from None
     entries = (data or {}).get("providers") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ProvidersFileError(f"{path}: expected a top-level 'providers' list")
@@ -132,6 +139,16 @@ def _from_file(path: Path, settings: Settings) -> list[Provider]:
         seen.add(name)
         providers.append(_provider(entry, settings, path))
     return providers
+
+
+def _where(exc: yaml.YAMLError | tomllib.TOMLDecodeError) -> str:
+    """' near line N' from the parser's error, when it knows (YAML: where the broken part starts too)."""
+    marks = [getattr(exc, name, None) for name in ("context_mark", "problem_mark")]
+    lines = sorted({mark.line + 1 for mark in marks if mark is not None})
+    if lines:
+        return f" near line{'s' if len(lines) > 1 else ''} " + " and ".join(map(str, lines))
+    found = re.search(r"\(at line (\d+)", str(exc))  # tomllib (3.11) keeps the position in its message only
+    return f" near line {found[1]}" if found else ""
 
 
 def _provider(entry: dict[str, Any], settings: Settings, path: Path) -> Provider:
