@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.api.test_files import attach, upload, wait_ready
+from tests.api.test_stream import answer_id
 from tests.conftest import Server
 from tests.fakes.upstream import FakeUpstream
 from tests.support import Api
@@ -186,3 +187,19 @@ def test_a_deleted_attachment_no_longer_grounds_answers(api: Api, fake_upstream:
     api.delete(f"/api/attachments/{body['id']}")
     stream = api.send(thread["id"], "What is the vault code?")
     assert not stream.of("citations")
+
+
+def test_answering_again_keeps_to_the_files_the_question_named(api: Api) -> None:
+    thread = api.thread()
+    named = attach(api, thread["id"], "old-manual.txt", b"The QX-77 pump impeller is replaced every 3,000 hours.")
+    attach(api, thread["id"], "new-manual.txt", b"The QX-77 pump impeller is replaced every 5,000 hours. QX-77 QX-77.")
+    first = api.send(thread["id"], "When is the QX-77 impeller replaced? [[fake reply='ok']]",
+                     attachment_ids=[named["id"]])
+    cited = {c["attachment_id"] for c in first.of("citations")[0].data["items"]}
+    assert cited == {named["id"]}
+    again = api.stream("POST", f"/api/convo/messages/{answer_id(first)}/regenerate", json={})
+    assert {c["attachment_id"] for c in again.of("citations")[0].data["items"]} == {named["id"]}
+    question = first.events[0].data["user_message"]["id"]
+    edited = api.stream("POST", f"/api/convo/messages/{question}/edit",
+                        json={"content": "And the QX-77 impeller interval? [[fake reply='ok']]"})
+    assert {c["attachment_id"] for c in edited.of("citations")[0].data["items"]} == {named["id"]}

@@ -107,7 +107,8 @@ class Chat:
             message = await owned_message(session, user, message_id)
         if message.role != "user":
             raise InvalidInput("Only a user message is edited with a new answer.", code="not_a_user_message")
-        return await self._answer(user, message.thread_id, parent_id=message.parent_id, content=content)
+        return await self._answer(user, message.thread_id, parent_id=message.parent_id, content=content,
+                                  attachment_ids=_named_files(message))
 
     async def _answer(
         self,
@@ -137,6 +138,8 @@ class Chat:
                 parent_id = thread.current_leaf_id if thread.current_leaf_id in tree else tree.default_leaf()
             if question_id is not None:
                 history = await prompts.history(session, tree, question_id, expect=("user",))
+                if attachment_ids is None:  # an answer again: grounded on the files the question named
+                    attachment_ids = _named_files(await session.get(Message, question_id))
             else:
                 # Under an answer; or under a question nobody answered yet (one edited without a new
                 # answer, or an import's last turn): the new message follows it, and the answer
@@ -169,7 +172,8 @@ class Chat:
             if question_id is None:
                 question = Message(
                     thread_id=thread.id, user_id=user.id, parent_id=parent_id, role="user", content=content,
-                    status="complete", meta={}, created_at=now, updated_at=now,
+                    status="complete", meta={"attachment_ids": attachment_ids} if attachment_ids else {},
+                    created_at=now, updated_at=now,
                 )
                 session.add(question)
                 await session.flush()
@@ -290,3 +294,9 @@ class Chat:
                 yield PING
         for seq, event, data in replay(view, after):
             yield encode(seq, event, data)
+
+
+def _named_files(question: Message | None) -> list[int] | None:
+    """The files a question was asked about by name, which its later answers keep to."""
+    named = (question.meta or {}).get("attachment_ids") if question is not None else None
+    return [int(i) for i in named] if isinstance(named, list) and named else None
