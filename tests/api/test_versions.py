@@ -224,3 +224,37 @@ def test_health_stays_fast_while_the_longest_versions_are_compared(server, api):
 
     assert_responsive(server.url, compare)
     assert max(timings) < 5, timings  # in wall time on a shared machine; well under a second alone
+
+
+def test_a_regenerate_or_an_edit_can_be_resumed_cancelled_and_cut_by_a_restart(own_server):
+    from tests.api.test_stream import wait_for
+
+    api = own_server.api()
+    tid = api.thread()["id"]
+    first = api.send(tid, "question [[fake reply='first answer']]")
+    question = first.events[0].data["user_message"]
+
+    # A regenerate, read partly, resumed after the last event seen, then another one cancelled.
+    slow = "[[fake tokens=60 interval=0.05]]"
+    edited = api.stream("POST", f"/api/convo/messages/{question['id']}/edit", json={"content": f"again {slow}"},
+                        stop_after=4)
+    rest = api.follow(answer_id(edited), after=4)
+    assert edited.ids + rest.ids == list(range(1, rest.ids[-1] + 1)) and rest.last.event == "done"
+    regenerated = api.stream("POST", f"/api/convo/messages/{answer_id(edited)}/regenerate", json={}, stop_after=3)
+    api.post(f"/api/convo/messages/{answer_id(regenerated)}/cancel")
+    ended = api.follow(answer_id(regenerated), after=3).last.data["message"]
+    assert ended["status"] == "cancelled" and ended["version_count"] == 2
+
+    # An edit cut by a restart ends `interrupted` with its text, and the versions stay navigable.
+    cut = api.stream("POST", f"/api/convo/messages/{question['id']}/edit", json={"content": f"once more {slow}"},
+                     stop_after=5)
+
+    def newest() -> dict:
+        return api.get(f"/api/convo/messages/{answer_id(cut)}/versions").json()["items"][-1]
+
+    wait_for(lambda: newest()["content"].startswith(cut.text))  # a checkpoint holds what was seen
+    own_server.restart(kill=True)
+    message = wait_for(lambda: (m := newest())["status"] == "interrupted" and m)
+    assert message["content"].startswith(cut.text)
+    versions = api.get(f"/api/convo/messages/{question['id']}/versions").json()["items"]
+    assert versions[0]["content"] == "question [[fake reply='first answer']]" and len(versions) == 3
