@@ -11,8 +11,11 @@ trailing character. Accents are folded here rather than by the engine, so SQLite
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Any
 
 # Hiragana, Katakana (with phonetic extensions and the half-width forms), CJK ideographs (unified,
@@ -68,6 +71,50 @@ def index_text(text: str | None) -> str:
     return CJK_RUN.sub(lambda m: f" {cjk_bigrams(m.group())} ", text)
 
 
+# Okapi BM25 as FTS5 has it (k1 = 1.2, b = 0.75), with the Lucene IDF, which is never negative.
+K1, B = 1.2, 0.75
+# A token of indexed text, as FTS5's unicode61 tokenizer cuts it (indexed text is already folded).
+INDEX_TOKEN = re.compile(r"[^\W_]+")
+
+
+def idf(n: float, df: float) -> float:
+    """ln(1 + (N - df + 0.5) / (df + 0.5)) for a term in df of N documents."""
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+def index_length(text: str | None) -> int:
+    """How many tokens the index holds for `text`: BM25's document length."""
+    return len(INDEX_TOKEN.findall(index_text(text)))
+
+
+@lru_cache(maxsize=64)
+def _bm25_spec(spec: str) -> tuple[float, list[tuple[tuple[str, ...], float]]]:
+    avgdl, weighted = json.loads(spec)
+    return float(avgdl), [(tuple(tokens), float(weight)) for tokens, weight in weighted]
+
+
+def bm25(body: str | None, spec: str) -> float:
+    """BM25 of one indexed text, from statistics computed by the caller: `spec` is JSON
+    `[avgdl, [[tokens of a term, its IDF], ...]]`. A term of several tokens counts where they are
+    consecutive, as an FTS5 phrase does. SQL cannot read term frequencies out of FTS5, hence this."""
+    avgdl, weighted = _bm25_spec(spec)
+    tokens = INDEX_TOKEN.findall(body or "")
+    norm = K1 * (1 - B + B * len(tokens) / avgdl)
+    score = 0.0
+    for words, weight in weighted:
+        if len(words) == 1:
+            tf = tokens.count(words[0])
+        else:
+            size = len(words)
+            tf = sum(1 for i, token in enumerate(tokens) if token == words[0] and tuple(tokens[i:i + size]) == words)
+        if tf:
+            score += weight * tf * (K1 + 1) / (tf + norm)
+    return score
+
+
 def register_sqlite(dbapi_conn: Any) -> None:
-    """Make `convo_search_text()` available to the index triggers on this connection."""
+    """Make the index triggers' functions (`convo_search_text()`, `convo_search_length()`) and search's
+    `convo_bm25()` available on this connection."""
     dbapi_conn.create_function("convo_search_text", 1, index_text, deterministic=True)
+    dbapi_conn.create_function("convo_search_length", 1, index_length, deterministic=True)
+    dbapi_conn.create_function("convo_bm25", 2, bm25, deterministic=True)
