@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import text
 
 from convo.db.models import User
-from convo.db.search_text import CJK_CLASS, CJK_RUN, INDEX_TOKEN, fold, idf, index_text
+from convo.db.search_text import CJK_CLASS, CJK_RUN, INDEX_TOKEN, fold, index_text
 from convo.db.session import Database
 from convo.domain.threads import owned_thread
 from convo.errors import InvalidInput
@@ -294,8 +294,6 @@ class Search:
                 return [], None
             params: dict[str, Any] = {"now": now, "limit": limit + 1}
             if self.db.is_sqlite:
-                if _bm25_ranks(terms):
-                    await self._sqlite_statistics(session, user, terms, params, files=not filters.role)
                 sql = self._sqlite_sql(user, terms, filters, after, params)
             else:
                 # Parallel workers would start every window of the query at once (see _pg_sql).
@@ -332,9 +330,26 @@ class Search:
         recency = _RECENCY.format(greatest="max", now=":now", created="created_at")
         # Queries with a "phrase" or a prefix* rank their candidates by recency alone (module docstring).
         ranked = _bm25_ranks(terms)
+        if ranked:
+            params["user_id"] = user.id
+            params["bm25_terms"] = json.dumps([INDEX_TOKEN.findall(term.query_text()[0]) for term in terms])
+            for i, term in enumerate(terms):
+                params[f"df{i}"] = "body : " + _fts5_string(term.query_text()[0].strip())
 
-        def candidates(table: str, low: int, high: int, extra: list[str]) -> str:
-            relevance = f"convo_bm25(body, :bm25_{table})" if ranked else "1.0"
+        def bm25(table: str, corpus: int, low: int, high: int) -> str:
+            """BM25 over the user's own documents (security review M1: FTS5's bm25() counts every user's).
+            The statistics are subqueries that SQLite runs once per statement: each term's documents
+            counted in the user's rowid range (the user's postings only), and the user's document count
+            and total length, which triggers keep (migration 0011)."""
+            stats = [f"(SELECT {column} FROM search_stats WHERE user_id = :user_id AND corpus = {corpus})"
+                     for column in ("docs", "tokens")]
+            dfs = [f"(SELECT count(*) FROM {table} WHERE {table} MATCH :df{i} AND rowid BETWEEN {low} AND {high})"
+                   for i in range(len(terms))]
+            size = f"(SELECT sz FROM {table}_docsize WHERE id = {table}.rowid)"
+            return f"convo_bm25(body, {size}, :bm25_terms, {', '.join(stats + dfs)})"
+
+        def candidates(table: str, corpus: int, low: int, high: int, extra: list[str]) -> str:
+            relevance = bm25(table, corpus, low, high) if ranked else "1.0"
             conditions = " AND ".join([f"{table} MATCH :match", f"rowid BETWEEN {low} AND {high}", *where, *extra])
             return (
                 f"SELECT key, relevance * {recency} AS score FROM ("
@@ -345,45 +360,13 @@ class Search:
         messages_and_titles = (first, first + (ATTACHMENT << KIND_SHIFT) - 1)
         if filters.role:
             params["role"] = filters.role
-            return Search._page(candidates("search_index", *messages_and_titles, ["role = :role"]), after, params)
+            return Search._page(candidates("search_index", 0, *messages_and_titles, ["role = :role"]), after, params)
         files = (first + (ATTACHMENT << KIND_SHIFT), first + ((ATTACHMENT + 1) << KIND_SHIFT) - 1)
         inner = (
-            f"{candidates('search_index', *messages_and_titles, [])} UNION ALL "
-            f"{candidates('search_files', *files, [])}"
+            f"{candidates('search_index', 0, *messages_and_titles, [])} UNION ALL "
+            f"{candidates('search_files', 1, *files, [])}"
         )
         return Search._page(inner, after, params)
-
-    @staticmethod
-    async def _sqlite_statistics(
-        session: Any, user: User, terms: list[Term], params: dict[str, Any], *, files: bool
-    ) -> None:
-        """BM25 statistics of this user's own documents, for `convo_bm25()`: FTS5's `bm25()` counts over
-        every user's, which let anyone measure how many of other users' documents hold a word (security
-        review M1). Document frequencies are counted in the user's rowid range, so they cost the user's
-        postings only; document count and total length are kept by triggers (migration 0011)."""
-        first = user.id << USER_SHIFT
-        corpora = [("search_index", 0, first, first + (ATTACHMENT << KIND_SHIFT) - 1)]
-        if files:
-            corpora.append(
-                ("search_files", 1, first + (ATTACHMENT << KIND_SHIFT), first + ((ATTACHMENT + 1) << KIND_SHIFT) - 1)
-            )
-        words = [INDEX_TOKEN.findall(term.query_text()[0]) for term in terms]
-        values: dict[str, Any] = {"user_id": user.id}
-        columns = []
-        for i, term in enumerate(terms):
-            values[f"df{i}"] = "body : " + _fts5_string(term.query_text()[0].strip())
-            columns += [f"(SELECT count(*) FROM {table} WHERE {table} MATCH :df{i} AND rowid BETWEEN {low} AND {high})"
-                        for table, _, low, high in corpora]
-        columns += [f"(SELECT {column} FROM search_stats WHERE user_id = :user_id AND corpus = {corpus})"
-                    for _, corpus, _, _ in corpora for column in ("docs", "tokens")]
-        row = list((await session.execute(text("SELECT " + ", ".join(columns)), values)).one())
-        counts, totals = row[: len(terms) * len(corpora)], row[len(terms) * len(corpora):]
-        for c, (table, _, _, _) in enumerate(corpora):
-            docs, tokens = totals[2 * c] or 0, totals[2 * c + 1] or 0
-            dfs = counts[c :: len(corpora)]
-            n = max([docs, *dfs])
-            spec = [max(tokens / docs, 1.0) if docs else 1.0, [[w, idf(n, df)] for w, df in zip(words, dfs, strict=True)]]
-            params[f"bm25_{table}"] = json.dumps(spec)
 
     @staticmethod
     def _pg_sql(
