@@ -124,8 +124,8 @@ def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
     assert migrate.is_current(db_url)
     assert len(triggers(db_url)) == (16 if sqlite else 8)
     if sqlite:
-        assert run(db_url, "SELECT chunk_id, user_id, term, tf FROM chunk_terms ORDER BY chunk_id, term")[0] == [
-            (1, 1, "beam", 1), (1, 1, "keeper", 2), (1, 1, "logs", 1), (2, 1, "fog", 1), (2, 1, "horn", 1)]
+        assert run(db_url, "SELECT chunk_id, user_id, term, tf, length FROM chunk_terms ORDER BY chunk_id, term")[0] == [
+            (1, 1, "beam", 1, 5), (1, 1, "keeper", 2, 5), (1, 1, "logs", 1, 5), (2, 1, "fog", 1, 3), (2, 1, "horn", 1, 3)]
         # "grusse aus 東京 京都 都" (5 tokens) and "cafe notes"; the chunks' texts without the file name.
         assert search_stats(db_url) == [(1, 0, 2, 7), (1, 1, 2, 8)]
     rows = indexed(db_url)

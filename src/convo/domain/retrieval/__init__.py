@@ -90,7 +90,7 @@ class Retrieval:
         self.db = db
         self.embedder = embedder
         self.weights = weights
-        self.keywords = TermKeywords()
+        self.keywords = TermKeywords(db.is_sqlite)
         self.vectors: VectorIndex = vector_index(db.is_sqlite)
         self._tokenizer = None
 
