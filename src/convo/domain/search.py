@@ -46,6 +46,8 @@ from convo.observability import SEARCH
 MESSAGE, THREAD, ATTACHMENT = 0, 1, 2
 USER_SHIFT, KIND_SHIFT = 37, 34
 DOC_MASK = (1 << KIND_SHIFT) - 1
+# The corpora of SQLite's per-user statistics (migration 0011): `search_index` and `search_files`.
+CHATS, FILES = 0, 1
 # How many of the newest matches are ranked. BM25 and recency cost a few microseconds a match; a word in
 # every tenth message of a big history would otherwise rank tens of thousands. Rarer queries rank every
 # match; a very common one ranks its newest (titles first), and dates or more words reach older ones.
@@ -360,11 +362,11 @@ class Search:
         messages_and_titles = (first, first + (ATTACHMENT << KIND_SHIFT) - 1)
         if filters.role:
             params["role"] = filters.role
-            return Search._page(candidates("search_index", 0, *messages_and_titles, ["role = :role"]), after, params)
+            return Search._page(candidates("search_index", CHATS, *messages_and_titles, ["role = :role"]), after, params)
         files = (first + (ATTACHMENT << KIND_SHIFT), first + ((ATTACHMENT + 1) << KIND_SHIFT) - 1)
         inner = (
-            f"{candidates('search_index', 0, *messages_and_titles, [])} UNION ALL "
-            f"{candidates('search_files', 1, *files, [])}"
+            f"{candidates('search_index', CHATS, *messages_and_titles, [])} UNION ALL "
+            f"{candidates('search_files', FILES, *files, [])}"
         )
         return Search._page(inner, after, params)
 
