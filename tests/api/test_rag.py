@@ -3,6 +3,7 @@ PostgreSQL without pgvector)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -203,3 +204,31 @@ def test_answering_again_keeps_to_the_files_the_question_named(api: Api) -> None
     edited = api.stream("POST", f"/api/convo/messages/{question}/edit",
                         json={"content": "And the QX-77 impeller interval? [[fake reply='ok']]"})
     assert {c["attachment_id"] for c in edited.of("citations")[0].data["items"]} == {named["id"]}
+
+
+@pytest.mark.parametrize("mode", ["bm25", "hybrid"])
+def test_keyword_scores_depend_only_on_the_callers_own_files(server: Server, mode: str) -> None:
+    """Security review M1: the ratio of a chunk's scores for two of its words was IDF(candidate) /
+    IDF(nonce), so with shared statistics it told how many of other users' chunks hold the candidate."""
+    nonce, candidate = f"nq{uuid.uuid4().hex[:8]}", f"cq{uuid.uuid4().hex[:8]}"
+    prober, other = server.api(), server.api()
+    try:
+        thread = prober.thread()
+        attach(prober, thread["id"], "probe.txt", f"{nonce} {candidate}".encode())
+        attach(prober, thread["id"], "filler.txt", b"Unrelated words about gardening and tomatoes.")
+
+        def scores() -> tuple[float, float]:
+            found = [rag(prober, q, thread_id=thread["id"], mode=mode, k=1)[0]["bm25_score"] for q in (candidate, nonce)]
+            return found[0], found[1]
+
+        before = scores()
+        assert before[0] == pytest.approx(before[1])  # one chunk in two holds each word
+        other_thread = other.thread()
+        for n in range(6):
+            attach(other, other_thread["id"], f"notes{n}.txt", f"{candidate} appears in note {n}".encode())
+        assert len(rag(other, candidate, mode="bm25", k=10)) == 6
+        after = scores()
+        assert after == pytest.approx(before, rel=1e-9)
+    finally:
+        prober.close()
+        other.close()

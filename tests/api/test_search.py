@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from tests.api.test_files import attach
 from tests.support import Api
 
@@ -383,3 +385,32 @@ def test_file_text_is_found_once_per_file_by_its_words_and_its_name(server: Any,
 
     assert api.delete(f"/api/attachments/{attachment['id']}").status_code == 204
     assert search(api, key)["items"] == [] and search(api, name_key)["items"] == []
+
+
+def test_scores_depend_only_on_the_callers_own_documents(server: Any) -> None:
+    """Security review M1: a document's scores for two of its words, candidate / nonce, was the ratio
+    of their IDFs (recency cancels), so with shared statistics it told how many of other users'
+    messages, titles or file chunks hold the candidate."""
+    nonce, candidate = word(), word()
+    prober, other = server.api(), server.api()
+    try:
+        thread = prober.thread(title="probe")
+        say(prober, thread["id"], f"{nonce} {candidate}", reply="ok")
+        attach(prober, thread["id"], "probe.txt", f"{nonce} {candidate}".encode())
+
+        def ratios() -> dict[str, float]:
+            found = {q: {i["kind"]: i["score"] for i in search(prober, q)["items"]} for q in (candidate, nonce)}
+            assert set(found[candidate]) == set(found[nonce]) == {"message", "attachment"}
+            return {kind: found[candidate][kind] / found[nonce][kind] for kind in found[candidate]}
+
+        before = ratios()
+        for n in range(4):
+            own = other.thread(title=f"{candidate} {n}")
+            say(other, own["id"], f"{candidate} again, {n}", reply=f"{candidate} indeed")
+            attach(other, own["id"], f"notes{n}.txt", f"{candidate} in a file, {n}".encode())
+        assert len(search(other, candidate)["items"]) == 16
+        # Scores are rounded to six places; a shared document frequency moved the ratio by tens of percent.
+        assert ratios() == pytest.approx(before, rel=1e-4)
+    finally:
+        prober.close()
+        other.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,10 +85,23 @@ def test_every_head_keeps_the_search_triggers(tmp_path: Path) -> None:
         "search_message_delete",
         "search_message_insert",
         "search_message_update",
+        "search_stats_chunk_delete",
+        "search_stats_chunk_insert",
+        "search_stats_message_delete",
+        "search_stats_message_insert",
+        "search_stats_message_update",
+        "search_stats_thread_delete",
+        "search_stats_thread_insert",
+        "search_stats_thread_update",
         "search_thread_delete",
         "search_thread_insert",
         "search_thread_update",
     ]
+
+
+def search_stats(url: str) -> list[tuple]:
+    """Per user and corpus (0 messages and titles, 1 file chunks): documents and tokens (SQLite only)."""
+    return run(url, "SELECT user_id, corpus, docs, tokens FROM search_stats ORDER BY user_id, corpus")[0]
 
 
 def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
@@ -112,9 +126,18 @@ def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
         "(1, 1, 1, 0, 'The keeper logs the beam', 5, 5, '2026-01-01'), "
         "(2, 1, 1, 1, 'Fog horn schedule', 3, 3, '2026-01-01')",
     )
+    sqlite = db_url.startswith("sqlite")
+    if sqlite:  # the FTS5 keyword table that 0010 turns into term statistics, as the app wrote it
+        run(db_url, "INSERT INTO chunks_fts (rowid, terms) VALUES (1, 'keeper logs beam keeper'), (2, 'fog horn')")
     migrate.upgrade(db_url)
     assert migrate.is_current(db_url)
-    assert len(triggers(db_url)) == 8
+    assert len(triggers(db_url)) == (16 if sqlite else 8)
+    if sqlite:
+        assert run(db_url, "SELECT chunk_id, user_id, term, tf, length FROM chunk_terms ORDER BY chunk_id, term")[0] == [
+            (1, 1, "beam", 1, 5), (1, 1, "keeper", 2, 5), (1, 1, "logs", 1, 5), (2, 1, "fog", 1, 3), (2, 1, "horn", 1, 3)]
+        # "grusse aus 東京 京都 都" (5 tokens) and "cafe notes"; "lighthouse md the keeper logs the beam" and
+        # "fog horn schedule".
+        assert search_stats(db_url) == [(1, 0, 2, 7), (1, 1, 2, 10)]
     rows = indexed(db_url)
     # The existing message, title and file chunks are backfilled; the streaming answer is not indexed yet.
     assert [k for k, _ in rows] == [key(1, 0, 1), key(1, 1, 1), key(1, 2, 1), key(1, 2, 2)]
@@ -130,7 +153,16 @@ def test_search_index_upgrades_backfills_and_downgrades(db_url: str) -> None:
 
     run(db_url, "UPDATE messages SET content = 'the whole answer', status = 'complete' WHERE id = 2")
     assert [k for k, _ in indexed(db_url)] == [key(1, 0, 1), key(1, 0, 2), key(1, 1, 1), key(1, 2, 1)]
-    run(db_url, "DELETE FROM threads WHERE id = 1")  # cascades to its messages, files and their chunks
+    run(db_url, "UPDATE threads SET title = 'Café notes, revised' WHERE id = 1")
+    if sqlite:  # the statistics follow the index
+        assert search_stats(db_url) == [(1, 0, 3, 11), (1, 1, 1, 7)]
+        # Deletes need none of the app's SQL functions: an operator's sqlite3 shell can still make them.
+        with sqlite3.connect(db_url.removeprefix("sqlite+aiosqlite:///")) as conn:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("DELETE FROM threads WHERE id = 1")
+        assert search_stats(db_url) == [(1, 0, 0, 0), (1, 1, 0, 0)]
+    else:
+        run(db_url, "DELETE FROM threads WHERE id = 1")  # cascades to its messages, files and their chunks
     assert indexed(db_url) == []
 
     migrate.downgrade(db_url, "0001")

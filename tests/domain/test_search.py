@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from convo.db.models import User
-from convo.db.search_text import index_text
+from convo.db.search_text import K1, B, bm25, idf, index_text
 from convo.db.session import Database
 from convo.domain import search as search_module
 from convo.domain.search import Term, fts5_match, highlight, parse_query
@@ -215,3 +217,21 @@ def test_matches_of_every_age_are_found_and_dates_filter_them(search_db: str) ->
     old = everything(search_db, "vint*", until=now - timedelta(days=365))
     assert sorted(h.message_id for h in old) == [6, 7, 8]
     assert everything(search_db, "vintage", since=now + timedelta(days=1)) == []
+
+
+def test_bm25_counts_whole_tokens_and_consecutive_ones() -> None:
+    """`convo_bm25()` finds terms in indexed text without tokenizing it; it must count what FTS5 matches."""
+    weight = idf(10, 2)  # in 2 of the user's 10 documents, which hold 100 tokens: avgdl 10
+
+    def expected(tf: int, length: int) -> float:
+        return weight * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / 10))
+
+    body = "cache caches xcache my_cache cache. e mail e-mail e  x mail"
+    tokens = len(re.findall(r"[^\W_]+", body))
+    # "cache" alone, and after "_" (FTS5 splits there); not inside "caches" or "xcache".
+    assert bm25(body, None, json.dumps([["cache"]]), 10, 100, 2) == pytest.approx(expected(3, tokens))
+    assert bm25(body, None, json.dumps([["e", "mail"]]), 10, 100, 2) == pytest.approx(expected(2, tokens))
+    # The length comes from FTS5's docsize row when there is one: its first varint (300 = 0x82 0x2c).
+    assert bm25(body, bytes([0x82, 0x2C, 0x01]), json.dumps([["cache"]]), 10, 100, 2) == pytest.approx(
+        expected(3, 300))
+    assert bm25("", None, json.dumps([["cache"]]), 10, 100, 2) == 0.0

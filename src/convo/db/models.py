@@ -189,12 +189,13 @@ class Attachment(Base):
 
 class Chunk(Base):
     """A retrievable piece of an attachment. Its keyword and vector index entries live in tables the
-    retrieval code owns (FTS5 / term statistics, and float32 blobs / pgvector), keyed by this id."""
+    retrieval code owns (term statistics, and float32 blobs / pgvector), keyed by this id."""
 
     __tablename__ = "chunks"
     __table_args__ = (
         Index("ix_chunks_attachment", "attachment_id", "position"),
-        Index("ix_chunks_user", "user_id"),
+        # With the length, a user's chunk count and average length (BM25's N and avgdl) are index-only.
+        Index("ix_chunks_user", "user_id", "length"),
         {"sqlite_autoincrement": True},
     )
 

@@ -1,17 +1,19 @@
 """Search over everything a user has written or been answered: messages, thread titles and the text of
 uploaded files.
 
-The index is maintained by database triggers (migrations 0002 and 0004), so this module only reads. A
+The index is maintained by database triggers (migrations 0002, 0004 and 0011), so this module only reads. A
 query is parsed here into terms that are always handed to the engine as quoted text, never as operators, so no
 input can produce an engine syntax error: words are ANDed, "quoted phrases" and prefix* work, anything
-else is literal text. Relevance is BM25 (SQLite FTS5) or cover density (`ts_rank_cd`, PostgreSQL),
-times a mild recency boost; snippets are cut and highlighted here from the original text.
+else is literal text. Relevance is BM25 over the user's own documents (SQLite: FTS5 finds the matches,
+`convo_bm25()` scores them) or cover density (`ts_rank_cd`, PostgreSQL, which reads only the document),
+times a mild recency boost; snippets are cut and highlighted here from the original text. No score
+depends on another user's documents: FTS5's own bm25() counted every user's (security review M1).
 
 Ranking trade-offs, for p95 <= 30 ms at a million messages: only the newest CANDIDATES matches of a query
 are ranked (titles first; files have their own CANDIDATES on SQLite). On SQLite a query holding a "phrase"
-or a prefix* ranks those by recency alone, because FTS5's bm25() would first re-run every phrase and
-prefix expansion over the whole index (every user's documents) to count them: 140 -> 11 ms p95 for
-phrases, 58 -> 31 ms for prefixes (bench/search.py). On PostgreSQL the index holds owner-prefixed
+or a prefix* ranks those by recency alone, because counting a phrase's or prefix's documents checks
+positions or merges expansions over all of them (with FTS5's bm25(), over every user's: 140 -> 11 ms
+p95 for phrases, 58 -> 31 ms for prefixes, bench/search.py). On PostgreSQL the index holds owner-prefixed
 lexemes and a month lexeme per document (migration 0004), and the newest matches are read a few months
 at a time (Search._pg_sql): without both, a common word read every user's postings and then every one
 of its matches from the table (1M messages, common words: p95 69 -> 40 ms with PostgreSQL's default
@@ -33,7 +35,7 @@ from typing import Any
 from sqlalchemy import text
 
 from convo.db.models import User
-from convo.db.search_text import CJK_CLASS, CJK_RUN, fold, index_text
+from convo.db.search_text import CJK_CLASS, CJK_RUN, INDEX_TOKEN, fold, index_text
 from convo.db.session import Database
 from convo.domain.threads import owned_thread
 from convo.errors import InvalidInput
@@ -44,6 +46,8 @@ from convo.observability import SEARCH
 MESSAGE, THREAD, ATTACHMENT = 0, 1, 2
 USER_SHIFT, KIND_SHIFT = 37, 34
 DOC_MASK = (1 << KIND_SHIFT) - 1
+# The corpora of SQLite's per-user statistics (migration 0011): `search_index` and `search_files`.
+CHATS, FILES = 0, 1
 # How many of the newest matches are ranked. BM25 and recency cost a few microseconds a match; a word in
 # every tenth message of a big history would otherwise rank tens of thousands. Rarer queries rank every
 # match; a very common one ranks its newest (titles first), and dates or more words reach older ones.
@@ -316,8 +320,7 @@ class Search:
         if filters.thread_id is not None:
             match = f"tags : t{filters.thread_id} AND {match}"
         params["match"] = match
-        # This user's rowid range: FTS5 seeks into it and walks it newest first. One statement, because
-        # bm25() counts each term's documents over the whole index once per statement.
+        # This user's rowid range: FTS5 seeks into it and walks it newest first.
         first = user.id << USER_SHIFT
         where = []
         if filters.since:
@@ -327,13 +330,28 @@ class Search:
             where.append("created_at < :until")
             params["until"] = _epoch(filters.until)
         recency = _RECENCY.format(greatest="max", now=":now", created="created_at")
-        # bm25() first counts every phrase's documents over the whole index, checking positions for a
-        # phrase and merging every expansion of a prefix: up to 10x the user's own share of the work.
-        # Those queries rank their candidates by recency alone (see the module docstring).
-        global_stats = not any(term.phrase or term.prefix for term in terms)
+        # Queries with a "phrase" or a prefix* rank their candidates by recency alone (module docstring).
+        ranked = _bm25_ranks(terms)
+        if ranked:
+            params["user_id"] = user.id
+            params["bm25_terms"] = json.dumps([INDEX_TOKEN.findall(term.query_text()[0]) for term in terms])
+            for i, term in enumerate(terms):
+                params[f"df{i}"] = "body : " + _fts5_string(term.query_text()[0].strip())
 
-        def candidates(table: str, low: int, high: int, extra: list[str]) -> str:
-            relevance = f"-bm25({table}, 1.0, 0.0)" if global_stats else "1.0"
+        def bm25(table: str, corpus: int, low: int, high: int) -> str:
+            """BM25 over the user's own documents (security review M1: FTS5's bm25() counts every user's).
+            The statistics are subqueries that SQLite runs once per statement: each term's documents
+            counted in the user's rowid range (the user's postings only), and the user's document count
+            and total length, which triggers keep (migration 0011)."""
+            stats = [f"(SELECT {column} FROM search_stats WHERE user_id = :user_id AND corpus = {corpus})"
+                     for column in ("docs", "tokens")]
+            dfs = [f"(SELECT count(*) FROM {table} WHERE {table} MATCH :df{i} AND rowid BETWEEN {low} AND {high})"
+                   for i in range(len(terms))]
+            size = f"(SELECT sz FROM {table}_docsize WHERE id = {table}.rowid)"
+            return f"convo_bm25(body, {size}, :bm25_terms, {', '.join(stats + dfs)})"
+
+        def candidates(table: str, corpus: int, low: int, high: int, extra: list[str]) -> str:
+            relevance = bm25(table, corpus, low, high) if ranked else "1.0"
             conditions = " AND ".join([f"{table} MATCH :match", f"rowid BETWEEN {low} AND {high}", *where, *extra])
             return (
                 f"SELECT key, relevance * {recency} AS score FROM ("
@@ -344,11 +362,11 @@ class Search:
         messages_and_titles = (first, first + (ATTACHMENT << KIND_SHIFT) - 1)
         if filters.role:
             params["role"] = filters.role
-            return Search._page(candidates("search_index", *messages_and_titles, ["role = :role"]), after, params)
+            return Search._page(candidates("search_index", CHATS, *messages_and_titles, ["role = :role"]), after, params)
         files = (first + (ATTACHMENT << KIND_SHIFT), first + ((ATTACHMENT + 1) << KIND_SHIFT) - 1)
         inner = (
-            f"{candidates('search_index', *messages_and_titles, [])} UNION ALL "
-            f"{candidates('search_files', *files, [])}"
+            f"{candidates('search_index', CHATS, *messages_and_titles, [])} UNION ALL "
+            f"{candidates('search_files', FILES, *files, [])}"
         )
         return Search._page(inner, after, params)
 
@@ -473,6 +491,12 @@ class Search:
                 hits.append(Hit("attachment", c.thread_id, c.title, None, None, highlight(c.text, terms), score,
                                 _as_utc(c.created_at), attachment_id=c.attachment_id, filename=c.filename))
         return hits
+
+
+def _bm25_ranks(terms: list[Term]) -> bool:
+    """Whether BM25 ranks the query: not with a "phrase" or a prefix, whose document frequencies would
+    cost checking positions or merging expansions over all of the user's documents (module docstring)."""
+    return not any(term.phrase or term.query_text()[1] for term in terms)
 
 
 def _month_windows(

@@ -31,7 +31,7 @@ from convo.db.session import Database
 from convo.domain.retrieval.chunking import CHUNK_TOKENS, OVERLAP_TOKENS, chunk_text
 from convo.domain.retrieval.chunking import Chunk as TextChunk
 from convo.domain.retrieval.embeddings import Embedder, load_tokenizer
-from convo.domain.retrieval.keyword import KeywordIndex, keyword_index, query_terms, terms
+from convo.domain.retrieval.keyword import TermKeywords, query_terms, terms
 from convo.runtime.vectors import VectorIndex, VectorRow, vector_index
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class Retrieval:
         self.db = db
         self.embedder = embedder
         self.weights = weights
-        self.keywords: KeywordIndex = keyword_index(db.is_sqlite)
+        self.keywords = TermKeywords(db.is_sqlite)
         self._vectors: VectorIndex | None = None
         self._tokenizer = None
 

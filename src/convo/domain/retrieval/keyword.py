@@ -1,10 +1,10 @@
 """The keyword side: a persistent BM25 index, kept current as chunks are written, never rebuilt.
 
-SQLite: FTS5 and its `bm25()` over each chunk's terms. PostgreSQL: BM25 computed in one SQL statement
-from stored term statistics (a row per chunk and term with its frequency, chunk lengths, and document
-frequencies counted from an index), because `ts_rank_cd` is a proximity measure without IDF or length
-normalisation, not BM25. Both use k1 = 1.2 and b = 0.75 (FTS5's fixed values) on the same terms, made
-by `terms()` below, so the two backends rank alike.
+Both backends store term statistics (a row per chunk and term with its frequency, beside each chunk's
+length) and compute Okapi BM25 over the user's own chunks only: document count, average length and
+document frequencies never include another user's chunks, so a score says nothing about anyone else's
+files (FTS5's `bm25()` counted over every user's chunks; security review M1). k1 = 1.2 and b = 0.75,
+FTS5's fixed values, on the words made by `terms()` below.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from typing import Protocol
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-K1 = 1.2
-B = 0.75
+from convo.db.search_text import K1, B, idf
+
 MAX_QUERY_TERMS = 64
 
 _WORD = re.compile(r"[^\W_]+")
@@ -41,120 +40,74 @@ def query_terms(q: str) -> list[str]:
     return list(dict.fromkeys(terms(q)))[:MAX_QUERY_TERMS]
 
 
-class KeywordIndex(Protocol):
-    async def add(self, session: AsyncSession, user_id: int, docs: list[tuple[int, list[str]]]) -> None: ...
-
-    async def search(
-        self, session: AsyncSession, user_id: int, q_terms: list[str], k: int, attachment_ids: list[int] | None
-    ) -> list[tuple[int, float]]: ...
-
-    async def scores(
-        self, session: AsyncSession, user_id: int, q_terms: list[str], chunk_ids: list[int]
-    ) -> dict[int, float]: ...
+_DF = text(
+    "SELECT term, count(*) FROM chunk_terms WHERE user_id = :u AND term IN :terms GROUP BY term"
+).bindparams(bindparam("terms", expanding=True))
+_STATS = text("SELECT count(*), avg(length) FROM chunks WHERE user_id = :u")
 
 
-def _fts_query(q_terms: list[str]) -> str:
-    return " OR ".join(f'"{t}"' for t in q_terms)
+class TermKeywords:
+    """BM25 from `chunk_terms`. The user's statistics are read first (index-only counts) and turned
+    into IDF weights here: SQLite may be built without `ln()`."""
 
-
-class Fts5Keywords:
-    """FTS5's `bm25()` is negative (smaller is better); scores here are its negation. Its statistics
-    (document count, average length, document frequencies) span the whole table, so they include
-    other users' chunks: that moves score magnitudes, never which chunks a user can see."""
+    def __init__(self, is_sqlite: bool) -> None:
+        # SQLite's table also holds each chunk's length (migration 0010), so a query reads only its index:
+        # joining the wide `chunks` rows for every posting made SciFact queries 50% slower there.
+        self.lengths_in_terms = is_sqlite
 
     async def add(self, session: AsyncSession, user_id: int, docs: list[tuple[int, list[str]]]) -> None:
-        if docs:
-            await session.execute(
-                text("INSERT INTO chunks_fts (rowid, terms) VALUES (:id, :terms)"),
-                [{"id": chunk_id, "terms": " ".join(words)} for chunk_id, words in docs],
-            )
-
-    async def search(
-        self, session: AsyncSession, user_id: int, q_terms: list[str], k: int, attachment_ids: list[int] | None
-    ) -> list[tuple[int, float]]:
-        if not q_terms:
-            return []
-        sql = ("SELECT c.id, -bm25(chunks_fts) AS score FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
-               "WHERE chunks_fts MATCH :q AND c.user_id = :u")
-        params: dict[str, object] = {"q": _fts_query(q_terms), "u": user_id, "k": k}
-        statement = text(sql + " ORDER BY score DESC LIMIT :k")
-        if attachment_ids is not None:
-            statement = text(sql + " AND c.attachment_id IN :a ORDER BY score DESC LIMIT :k").bindparams(
-                bindparam("a", expanding=True))
-            params["a"] = list(attachment_ids)
-        rows = await session.execute(statement, params)
-        return [(int(c), float(s)) for c, s in rows]
-
-    async def scores(
-        self, session: AsyncSession, user_id: int, q_terms: list[str], chunk_ids: list[int]
-    ) -> dict[int, float]:
-        if not q_terms or not chunk_ids:
-            return {}
-        # One pass over the matches, filtered here: with `rowid IN (...)` beside MATCH, SQLite runs the
-        # full-text query once per listed rowid (10x slower at 300 candidates, measured on SciFact).
-        wanted = set(chunk_ids)
-        rows = await session.execute(
-            text("SELECT c.id, c.user_id, -bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
-                 "WHERE chunks_fts MATCH :q"),
-            {"q": _fts_query(q_terms)},
-        )
-        return {int(c): float(s) for c, owner, s in rows if c in wanted and owner == user_id}
-
-
-# Okapi BM25 with the Lucene IDF, ln(1 + (N - df + 0.5) / (df + 0.5)), over the user's own chunks.
-_PG_BM25 = f"""
-WITH stats AS (
-    SELECT count(*)::float8 AS n, greatest(avg(length), 1)::float8 AS avgdl FROM chunks WHERE user_id = :u
-), df AS (
-    SELECT term, count(*)::float8 AS df FROM chunk_terms WHERE user_id = :u AND term = ANY(:terms) GROUP BY term
-)
-SELECT t.chunk_id,
-       sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5))
-           * t.tf * ({K1} + 1) / (t.tf + {K1} * (1 - {B} + {B} * c.length / s.avgdl))) AS score
-FROM chunk_terms t
-JOIN df ON df.term = t.term
-JOIN chunks c ON c.id = t.chunk_id
-CROSS JOIN stats s
-WHERE t.user_id = :u AND t.term = ANY(:terms) {{filter}}
-GROUP BY t.chunk_id
-ORDER BY score DESC
-LIMIT :k
-"""
-
-
-class PgKeywords:
-    async def add(self, session: AsyncSession, user_id: int, docs: list[tuple[int, list[str]]]) -> None:
-        rows = [{"c": chunk_id, "u": user_id, "t": term, "tf": tf}
+        rows = [{"c": chunk_id, "u": user_id, "t": term, "tf": tf, "l": len(words)}
                 for chunk_id, words in docs for term, tf in Counter(words).items()]
-        if rows:
-            await session.execute(
-                text("INSERT INTO chunk_terms (chunk_id, user_id, term, tf) VALUES (:c, :u, :t, :tf)"), rows
-            )
+        if not rows:
+            return
+        if self.lengths_in_terms:
+            sql = "INSERT INTO chunk_terms (chunk_id, user_id, term, tf, length) VALUES (:c, :u, :t, :tf, :l)"
+        else:
+            sql = "INSERT INTO chunk_terms (chunk_id, user_id, term, tf) VALUES (:c, :u, :t, :tf)"
+        await session.execute(text(sql), rows)
 
     async def search(
         self, session: AsyncSession, user_id: int, q_terms: list[str], k: int, attachment_ids: list[int] | None
     ) -> list[tuple[int, float]]:
-        if not q_terms:
-            return []
-        params: dict[str, object] = {"u": user_id, "terms": q_terms, "k": k}
-        extra = ""
-        if attachment_ids is not None:
-            extra = "AND c.attachment_id = ANY(:a)"
-            params["a"] = list(attachment_ids)
-        rows = await session.execute(text(_PG_BM25.format(filter=extra)), params)
-        return [(int(c), float(s)) for c, s in rows]
+        if attachment_ids is None:
+            return await self._bm25(session, user_id, q_terms, k, "", {})
+        return await self._bm25(session, user_id, q_terms, k,
+                                "AND t.chunk_id IN (SELECT id FROM chunks WHERE attachment_id IN :a)",
+                                {"a": attachment_ids})
 
     async def scores(
         self, session: AsyncSession, user_id: int, q_terms: list[str], chunk_ids: list[int]
     ) -> dict[int, float]:
-        if not q_terms or not chunk_ids:
+        if not chunk_ids:
             return {}
-        rows = await session.execute(
-            text(_PG_BM25.format(filter="AND t.chunk_id = ANY(:ids)")),
-            {"u": user_id, "terms": q_terms, "k": len(chunk_ids), "ids": list(chunk_ids)},
-        )
-        return {int(c): float(s) for c, s in rows}
+        return dict(await self._bm25(session, user_id, q_terms, len(chunk_ids), "AND t.chunk_id IN :a",
+                                     {"a": chunk_ids}))
 
-
-def keyword_index(is_sqlite: bool) -> KeywordIndex:
-    return Fts5Keywords() if is_sqlite else PgKeywords()
+    async def _bm25(
+        self, session: AsyncSession, user_id: int, q_terms: list[str], k: int, extra: str, params: dict[str, object]
+    ) -> list[tuple[int, float]]:
+        if not q_terms:
+            return []
+        n, avgdl = (await session.execute(_STATS, {"u": user_id})).one()
+        df = dict((await session.execute(_DF, {"u": user_id, "terms": q_terms})).all())
+        if not n or not df:
+            return []
+        # Each term's weight as a bound value, so the statement needs no logarithm.
+        found = list(df)
+        weights = " ".join(f"WHEN :t{i} THEN CAST(:w{i} AS DOUBLE PRECISION)" for i in range(len(found)))
+        values: dict[str, object] = {f"t{i}": term for i, term in enumerate(found)}
+        values |= {f"w{i}": idf(n, df[term]) for i, term in enumerate(found)}
+        length = "t.length" if self.lengths_in_terms else "c.length"
+        join = "" if self.lengths_in_terms else "JOIN chunks c ON c.id = t.chunk_id"
+        statement = text(
+            f"SELECT t.chunk_id, sum((CASE t.term {weights} END) * t.tf * {K1 + 1} "
+            f"/ (t.tf + {K1} * ({1 - B} + {B} * {length} / CAST(:avgdl AS DOUBLE PRECISION)))) AS score "
+            f"FROM chunk_terms t {join} "
+            f"WHERE t.user_id = :u AND t.term IN :terms {extra} "
+            "GROUP BY t.chunk_id ORDER BY score DESC, t.chunk_id LIMIT :k"
+        ).bindparams(bindparam("terms", expanding=True))
+        if params:
+            statement = statement.bindparams(bindparam("a", expanding=True))
+        rows = await session.execute(statement, {
+            **values, **params, "u": user_id, "terms": found, "k": k, "avgdl": max(float(avgdl), 1.0)})
+        return [(int(c), float(s)) for c, s in rows]
