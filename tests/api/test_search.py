@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,10 +131,18 @@ def test_filters_by_thread_role_and_dates(api: Api) -> None:
         {"from": "yesterday"},
         {"q": None},
         {"thread_id": 10**12},
+        {"to": "0001-01-02T00:00:00Z"},
     ):
         response = api.post("/api/convo/search", json={"q": key, **body})
         assert response.status_code == 422, (body, response.text)
         assert response.json()["error"]["code"] == "invalid_request"
+    # A time without an offset is UTC: mixed with one that has it, the range still compares (a 500 before).
+    mixed = search(api, key, **{"from": (now - timedelta(hours=1)).replace(tzinfo=None).isoformat(),
+                                "to": (now + timedelta(hours=1)).isoformat()})
+    assert len(mixed["items"]) == 6
+    forged = base64.urlsafe_b64encode(json.dumps([1e18, 1.0, 5]).encode()).decode().rstrip("=")
+    absurd = api.post("/api/convo/search", json={"q": key, "cursor": forged})
+    assert absurd.status_code == 422 and absurd.json()["error"]["code"] == "invalid_cursor"
 
 
 def test_cursor_pages_through_every_hit_once(api: Api) -> None:

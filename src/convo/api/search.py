@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from convo.api.deps import CurrentUser, ServicesDep
 from convo.domain.search import Filters
@@ -25,6 +25,18 @@ class SearchIn(BaseModel):
     role: Literal["user", "assistant", "system"] | None = None
     since: datetime | None = Field(None, alias="from")
     until: datetime | None = Field(None, alias="to")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc_in_range(cls, moment: datetime | None) -> datetime | None:
+        """A time without an offset is UTC (so `from` and `to` always compare); years are those a message
+        can have."""
+        if moment is None:
+            return None
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        if not 1970 <= moment.year < 3000:
+            raise ValueError("must be a time between the years 1970 and 3000")
+        return moment
 
 
 class SearchHit(BaseModel):

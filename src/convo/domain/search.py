@@ -245,7 +245,8 @@ def _decode_cursor(cursor: str) -> tuple[float, float, int]:
         now, score, key = float(now), float(score), int(key)
     except (ValueError, TypeError) as exc:
         raise InvalidInput("Invalid cursor.", code="invalid_cursor") from exc
-    if not (math.isfinite(now) and math.isfinite(score) and 0 <= key < 2**63):
+    # (`now` within the years a message can have: it becomes a date when PostgreSQL picks its months.)
+    if not (math.isfinite(now) and math.isfinite(score) and 0 <= now < 32_503_680_000 and 0 <= key < 2**63):
         raise InvalidInput("Invalid cursor.", code="invalid_cursor")
     return now, score, key
 
