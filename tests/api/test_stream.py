@@ -367,14 +367,17 @@ def test_one_user_cannot_run_more_answers_at_once_than_allowed(two_answer_server
 def test_one_user_cannot_hold_more_streams_open_than_allowed(two_answer_server):
     api = two_answer_server.api()
     thread = api.thread()
-    started = api.send(thread["id"], "[[fake tokens=100 interval=0.05]]", stop_after=2)
+    started = api.send(thread["id"], "[[fake tokens=400 interval=0.05]]", stop_after=2)
     message_id = answer_id(started)
-    followers = [threading.Thread(target=api.follow, args=(message_id,)) for _ in range(2)]
+    followers = [threading.Thread(target=Api(two_answer_server.url, api.token).follow, args=(message_id,))
+                 for _ in range(2)]
     for follower in followers:
         follower.start()
-    wait_for(lambda: api.get(f"/api/convo/messages/{message_id}/stream").status_code == 429)
-    refused = api.get(f"/api/convo/messages/{message_id}/stream")
-    assert refused.json()["error"]["code"] == "too_many_streams" and refused.headers["retry-after"]
+    wait_for(lambda: metric(two_answer_server, "convo_sse_sessions_active") >= 2)
+    refused = api.get(f"/api/convo/messages/{message_id}/stream", timeout=10)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_streams"
+    assert int(refused.headers["retry-after"]) >= 1
+    api.post(f"/api/convo/messages/{message_id}/cancel")
     for follower in followers:
         follower.join(30)
     assert api.follow(message_id).last.event == "done", "closed streams no longer count"
