@@ -155,3 +155,19 @@ def test_known_import_with_nul_characters(api: Api) -> None:
     poisoned = exported.replace('"Owned"', '"Ow\\u0000ned"').replace("What is the plan?", "What\\u0000 is the plan?")
     response = api.post("/api/import", files={"file": ("chat.json", poisoned.encode(), "application/json")})
     assert response.status_code == 422, response.text
+
+
+def test_found_a_method_a_route_lacks_is_405_with_allow(server: Server, api: Api) -> None:
+    # The JSON error handler dropped the Allow header of a 405, and the web app, mounted at "/", answered
+    # for an API route a method it lacks (404 or a 405 allowing GET).
+    document = httpx.get(server.url + "/openapi.json").json()
+    for path, item in document["paths"].items():
+        declared = {method.upper() for method in item if method in ("get", "put", "post", "patch", "delete")}
+        url = re.sub(r"\{[^}]+\}", "1", path)
+        response = api.request("TRACE", url)
+        assert response.status_code == 405, (path, response.status_code, response.text)
+        assert response.json()["error"]["code"] == "method_not_allowed"
+        # Starlette's Allow names the methods of the first route on the path (GET and POST /api/threads
+        # are two routes), so: present, and only methods the path has.
+        allowed = {m.strip() for m in response.headers.get("allow", "").split(",")} - {""}
+        assert allowed and allowed <= declared | {"HEAD"}, (path, declared, response.headers.get("allow"))
