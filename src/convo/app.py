@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -22,7 +22,6 @@ from convo.api import (
     admin,
     auth,
     budget,
-    deps,
     errors,
     exports,
     files,
@@ -121,8 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.stop()
             process_exiting()
 
-    app = FastAPI(title="Convo", version=__version__, lifespan=lifespan,
-                  dependencies=[Depends(deps.no_nul_characters)])
+    app = FastAPI(title="Convo", version=__version__, lifespan=lifespan)
     errors.install(app)
     for module in (auth, models, threads, messages, versions, tokens, search, files, rag, budget, exports, imports,
                    admin, ops):

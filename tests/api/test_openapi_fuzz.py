@@ -126,6 +126,7 @@ def test_found_ids_past_32_bits_are_422_not_500(api: Api) -> None:
 
 def test_found_nul_characters_are_422_on_both_databases(server: Server, api: Api) -> None:
     # PostgreSQL cannot store U+0000 in text: a NUL in a sign-up name, a title or a message was a 500 there.
+    # (Search takes any query, NUL included: test_search.py.)
     thread = api.thread(title="before")
     signup = httpx.post(server.url + "/api/auth/signup",
                         json={"email": "nul-name@example.com", "password": "correct horse", "name": "a\x00b"})
@@ -134,7 +135,6 @@ def test_found_nul_characters_are_422_on_both_databases(server: Server, api: Api
         api.post("/api/threads", json={"title": "a\x00b"}),
         api.patch(f"/api/threads/{thread['id']}", json={"system_prompt": "x", "title": "a\x00b"}),
         api.post(f"/api/threads/{thread['id']}/messages", json={"content": "nested \x00 NUL"}),
-        api.post("/api/convo/search", json={"q": "a\x00"}),
         api.get("/api/threads", params={"cursor": "\x00"}),
     ]:
         assert response.status_code == 422, (response.request.url, response.text)

@@ -34,9 +34,9 @@ def _has_nul(value: Any) -> bool:
 
 
 async def no_nul_characters(request: Request) -> None:
-    """Refuse U+0000 in a query or a JSON body. PostgreSQL cannot store it in text (SQLite can), so
-    without this a NUL in a title or a name is a 500 from the driver on one database and fine on the
-    other; now it is a 422 on both."""
+    """Refuse U+0000 in a query or a JSON body, on the routers whose text is stored. PostgreSQL cannot
+    store it in text (SQLite can), so without this a NUL in a title or a name is a 500 from the driver
+    on one database and fine on the other; now it is a 422 on both. (Search takes any query.)"""
     if any("\x00" in v for _, v in request.query_params.multi_items()):
         raise InvalidInput("Text must not contain NUL characters (U+0000).", code="invalid_text")
     if request.headers.get("content-type", "").startswith("application/json"):
@@ -49,6 +49,9 @@ async def no_nul_characters(request: Request) -> None:
                 return  # FastAPI answers the malformed JSON itself
             if _has_nul(data):
                 raise InvalidInput("Text must not contain NUL characters (U+0000).", code="invalid_text")
+
+
+NoNul = Depends(no_nul_characters)
 
 
 def get_services(request: Request) -> Services:
