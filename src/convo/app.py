@@ -130,7 +130,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    admin, ops):
         app.include_router(module.router)
     if (WEB_DIST / "index.html").exists():
-        app.mount("/", WebApp(directory=WEB_DIST, html=True), name="web")
+        # The web app answers what no route matches. Not a mount at "/": that would also take a request
+        # for an API route with a method it lacks, and answer 404 or a 405 allowing GET, for the route.
+        app.router.default = WebApp(directory=WEB_DIST, html=True)
     docs = {p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p}
     app.add_middleware(SecurityHeaders, csp=content_security_policy(WEB_DIST / "index.html"), no_csp=docs)
     return MetricsMiddleware(app)  # type: ignore[return-value]

@@ -9,13 +9,14 @@ from convo.api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     CurrentUser,
+    NoNul,
     ServicesDep,
     client_address,
     session_token,
 )
 from convo.schemas import UserPublic
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[NoNul])
 
 
 class SignupIn(BaseModel):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from annotated_types import Interval
 from fastapi import Depends, Request
 
 from convo.db.models import User
-from convo.errors import Forbidden, Unauthorized
+from convo.errors import Forbidden, InvalidInput, Unauthorized
 from convo.services import Services
 
 SESSION_COOKIE = "convo_session"
@@ -17,9 +18,40 @@ CSRF_COOKIE = "convo_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
-# Every object id, in a path, a query or a body: a positive 64-bit integer, so an absurd id is a 422
-# rather than an overflow deep in the database driver.
-Id = Annotated[int, Interval(ge=1, le=2**63 - 1)]
+# Every object id, in a path, a query or a body: a positive integer that fits the id columns, which are
+# 32-bit INTEGER on PostgreSQL, so an absurd id is a 422 rather than an overflow in the database driver.
+Id = Annotated[int, Interval(ge=1, le=2**31 - 1)]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+async def no_nul_characters(request: Request) -> None:
+    """Refuse U+0000 in a query or a JSON body, on the routers whose text is stored. PostgreSQL cannot
+    store it in text (SQLite can), so without this a NUL in a title or a name is a 500 from the driver
+    on one database and fine on the other; now it is a 422 on both. (Search takes any query.)"""
+    if any("\x00" in v for _, v in request.query_params.multi_items()):
+        raise InvalidInput("Text must not contain NUL characters (U+0000).", code="invalid_text")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = await request.body()  # cached: FastAPI reads the same bytes for the body model
+        # JSON spells NUL only as the escape \u0000 (a raw NUL byte is invalid JSON): parse only then.
+        if b"\\u0000" in body:
+            try:
+                data = json.loads(body)
+            except ValueError:
+                return  # FastAPI answers the malformed JSON itself
+            if _has_nul(data):
+                raise InvalidInput("Text must not contain NUL characters (U+0000).", code="invalid_text")
+
+
+NoNul = Depends(no_nul_characters)
 
 
 def get_services(request: Request) -> Services:

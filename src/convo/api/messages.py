@@ -10,11 +10,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from convo import observability as obs
-from convo.api.deps import CurrentUser, Id, ServicesDep
+from convo.api.deps import CurrentUser, Id, NoNul, ServicesDep
 from convo.api.threads import Temperature
 from convo.errors import InvalidInput
 
-router = APIRouter(tags=["messages"])
+router = APIRouter(tags=["messages"], dependencies=[NoNul])
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 SSE_RESPONSE = {200: {"content": {"text/event-stream": {}}, "description": "Server-sent events (see the contract)"}}

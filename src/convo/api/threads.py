@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from convo.api.deps import CurrentUser, Id, ServicesDep
+from convo.api.deps import CurrentUser, Id, NoNul, ServicesDep
 from convo.domain.threads import ThreadView
 from convo.schemas import MessagePublic, ThreadPublic, ThreadWithMessages
 
-router = APIRouter(prefix="/api/threads", tags=["threads"])
+router = APIRouter(prefix="/api/threads", tags=["threads"], dependencies=[NoNul])
 
 Temperature = Annotated[float, Field(ge=0, le=2)]
 

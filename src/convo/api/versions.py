@@ -8,13 +8,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from convo.api.deps import CurrentUser, Id, ServicesDep
+from convo.api.deps import CurrentUser, Id, NoNul, ServicesDep
 from convo.api.messages import SSE_RESPONSE, sse
 from convo.api.threads import Temperature, thread_with_messages
 from convo.domain.chat import Started
 from convo.schemas import MessagePublic, ThreadWithMessages
 
-router = APIRouter(prefix="/api/convo/messages", tags=["versions"])
+router = APIRouter(prefix="/api/convo/messages", tags=["versions"], dependencies=[NoNul])
 
 
 class RegenerateIn(BaseModel):
