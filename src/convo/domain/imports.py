@@ -364,11 +364,27 @@ def _refuse_constant(name: str) -> None:
 
 def _load(data: bytes) -> Any:
     try:
-        return json.loads(data, parse_constant=_refuse_constant)
+        return _without_nul(json.loads(data, parse_constant=_refuse_constant))
     except RecursionError as exc:
         raise InvalidInput("The file is nested too deeply to be an export.", code="invalid_import") from exc
     except ValueError as exc:  # also UnicodeDecodeError and JSONDecodeError
         raise _not_an_export() from exc
+
+
+def _without_nul(document: Any) -> Any:
+    """The document with U+0000 dropped from its strings: PostgreSQL cannot store it in text, and it is
+    never meaningful in a chat (walked without recursion, as the document may be deep)."""
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in list(items):
+            if isinstance(value, str):
+                if "\x00" in value:
+                    node[key] = value.replace("\x00", "")
+            elif isinstance(value, (dict, list)):
+                stack.append(value)
+    return document
 
 
 def _is_convo(document: Any) -> bool:
