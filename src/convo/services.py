@@ -142,6 +142,7 @@ class Services:
         await self.registry.aclose()
         await self.db.close()
         self.users.hashing.close()
+        self.imports.close()
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -18,6 +18,8 @@ is removed. Search indexes the messages through its triggers; files go through t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import io
 import itertools
 import json
@@ -25,9 +27,11 @@ import logging
 import lzma
 import math
 import multiprocessing
+import os
 import pickle
 import resource
 import shutil
+import signal
 import struct
 import tempfile
 import zipfile
@@ -136,6 +140,11 @@ class Imports:
         finally:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
 
+    def close(self) -> None:
+        if self._parser is not None:
+            self._parser.shutdown(wait=False, cancel_futures=True)
+            self._parser = None
+
     async def _parse(self, data: bytes, scratch: Path) -> list[Chat]:
         if self._parser is None:
             # Spawned, not forked: this process has threads and a running loop.
@@ -241,8 +250,16 @@ async def _pieces(path: Path) -> AsyncIterator[bytes]:
             yield piece
 
 
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
 def _cap_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (_PARSER_MEMORY, _PARSER_MEMORY))
+    # Die with the server, even a killed one: an orphaned parser would hold its memory forever.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the server died before the line above ran
+        os._exit(0)
 
 
 # -- reading a file (in the parsing process) -------------------------------------------------------
