@@ -127,3 +127,26 @@ def test_readyz_says_so_when_the_database_is_gone(backend_url, fake_upstream, tm
         assert httpx.get(server.url + "/healthz").status_code == 200, "the process itself is still up"
     finally:
         server.stop()
+
+
+def test_an_answer_whose_final_write_fails_still_ends_with_an_event(backend_url, fake_upstream, tmp_path) -> None:
+    """Security review L4: followers got a silent end (and the web app replayed from 0 in a loop)."""
+    if backend_url is None:
+        pytest.skip("PostgreSQL: a constraint makes the final write fail while the server runs")
+    from tests.api.test_files import db_execute
+
+    url = _fresh_pg_database(backend_url, f"convo_final_{os.getpid()}")
+    server = Server(tmp_path, make_env(tmp_path, fake_upstream, url))
+    assert server.convo("migrate").returncode == 0
+    server.start()
+    try:
+        api = server.api()
+        thread = api.thread()
+        db_execute(server, "ALTER TABLE messages ADD CONSTRAINT no_finished_answers "
+                           "CHECK (role <> 'assistant' OR status = 'streaming') NOT VALID")
+        stream = api.send(thread["id"], "hello")
+        assert stream.last.event == "error" and stream.last.data["code"] == "internal_error", stream.events[-2:]
+        assert "could not be saved" in stream.last.data["message"]
+    finally:
+        server.stop()
+        _drop_pg_database(backend_url, f"convo_final_{os.getpid()}")
