@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     export_sweep_seconds: float = Field(300.0, alias="CONVO_EXPORT_SWEEP_SECONDS", gt=0)
 
     session_days: int = Field(30, alias="CONVO_SESSION_DAYS", ge=1)
+    # A session unused this long ends before its lifetime (0: only the lifetime counts).
+    session_idle_days: float = Field(7, alias="CONVO_SESSION_IDLE_DAYS", ge=0)
     # Unset: Secure exactly when the request came over HTTPS (directly or per X-Forwarded-Proto).
     cookie_secure: bool | None = Field(None, alias="CONVO_COOKIE_SECURE")
 

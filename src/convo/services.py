@@ -81,6 +81,7 @@ class Services:
             db=db,
             registry=registry,
             users=Users(db, signup=settings.signup, session_days=settings.session_days,
+                        idle_days=settings.session_idle_days,
                         hashing=BoundedPool("hash", threads=settings.hash_threads, queue=8 * settings.hash_threads),
                         limits=build_limits(settings)),
             threads=Threads(db, registry, cancels),

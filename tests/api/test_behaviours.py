@@ -150,3 +150,27 @@ def test_an_answer_whose_final_write_fails_still_ends_with_an_event(backend_url,
     finally:
         server.stop()
         _drop_pg_database(backend_url, f"convo_final_{os.getpid()}")
+
+
+def test_a_session_left_unused_for_a_week_ends(server: Server) -> None:
+    """Security review L3: sessions lived their 30 days whether used or not."""
+    import hashlib
+
+    from tests.api.test_files import db_rows
+
+    user = server.api()
+    digest = hashlib.sha256(user.token.encode()).hexdigest()
+    assert user.get("/api/threads").status_code == 200
+    # Used an hour and a half ago: still good, and the use is recorded.
+    db_execute(server, "UPDATE auth_tokens SET created_at = %s, last_used_at = %s WHERE token_hash = %s",
+               datetime.now(UTC) - timedelta(days=20), datetime.now(UTC) - timedelta(minutes=90), digest)
+    assert user.get("/api/threads").status_code == 200
+    seen = db_rows(server, "SELECT last_used_at FROM auth_tokens WHERE token_hash = %s", digest)[0][0]
+    seen = datetime.fromisoformat(seen) if isinstance(seen, str) else seen
+    assert (seen if seen.tzinfo else seen.replace(tzinfo=UTC)) > datetime.now(UTC) - timedelta(minutes=5)
+    # Unused for eight days (CONVO_SESSION_IDLE_DAYS is 7): gone, though its 30 days are not over.
+    db_execute(server, "UPDATE auth_tokens SET last_used_at = %s WHERE token_hash = %s",
+               datetime.now(UTC) - timedelta(days=8), digest)
+    expired = user.get("/api/threads")
+    assert expired.status_code == 401 and expired.json()["error"]["code"] == "session_expired"
+    assert db_rows(server, "SELECT id FROM auth_tokens WHERE token_hash = %s", digest) == []

@@ -21,6 +21,8 @@ from convo.runtime.pool import BoundedPool
 from convo.runtime.ratelimit import Limiter
 
 _hasher = PasswordHasher()
+# How stale a session's last-used time may get before a request refreshes it.
+SEEN_EVERY = timedelta(hours=1)
 # Verified against when the email is unknown, so both failures take the same time.
 _DUMMY_HASH = _hasher.hash("convo-timing-equaliser")
 
@@ -55,10 +57,11 @@ _FIRST_ACCOUNT_LOCK = 0x636F6E766F  # "convo"
 
 class Users:
     def __init__(self, db: Database, *, signup: str, session_days: int, hashing: BoundedPool,
-                 limits: AuthLimits | None = None) -> None:
+                 limits: AuthLimits | None = None, idle_days: float = 0) -> None:
         self.db = db
         self.signup_mode = signup
         self.session_days = session_days
+        self.idle = timedelta(days=idle_days) if idle_days else None
         self.hashing = hashing
         self.limits = limits  # None: no limits (the command line)
 
@@ -169,15 +172,24 @@ class Users:
         return token
 
     async def authenticate(self, token: str) -> User | None:
+        now = utcnow()
         async with self.db.read() as session:
-            row = await session.execute(
-                select(User)
+            row = (await session.execute(
+                select(User, AuthToken.id, AuthToken.created_at, AuthToken.last_used_at)
                 .join(AuthToken, AuthToken.user_id == User.id)
-                .where(AuthToken.token_hash == token_hash(token), AuthToken.expires_at > utcnow())
-            )
-            user = row.scalar_one_or_none()
-        if user is None or user.disabled:
+                .where(AuthToken.token_hash == token_hash(token), AuthToken.expires_at > now)
+            )).one_or_none()
+        if row is None or row[0].disabled:
             return None
+        user, token_id, created_at, last_used_at = row
+        used = last_used_at or created_at
+        if self.idle is not None and used < now - self.idle:
+            async with self.db.write() as session:
+                await session.execute(delete(AuthToken).where(AuthToken.id == token_id))
+            return None
+        if now - used > SEEN_EVERY:  # at most one write an hour per session
+            async with self.db.write() as session:
+                await session.execute(update(AuthToken).where(AuthToken.id == token_id).values(last_used_at=now))
         return user
 
     async def logout(self, token: str) -> None:
