@@ -239,9 +239,11 @@ _SCALE_DATABASES: set[str] = set()
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Anything that uses a server runs on both databases; modules about answers and jobs, whose moving
-    # parts differ in scale mode (Redis streams and cancel, Celery workers), run there too.
+    # parts differ in scale mode (Redis streams and cancel, Celery workers), run there too: whole modules
+    # (SCALE_MODE = True) or single tests (@pytest.mark.scale_mode).
     if "backend_url" in metafunc.fixturenames:
-        backends = ["sqlite", "postgresql"] + (["scale"] if getattr(metafunc.module, "SCALE_MODE", False) else [])
+        scale = getattr(metafunc.module, "SCALE_MODE", False) or metafunc.definition.get_closest_marker("scale_mode")
+        backends = ["sqlite", "postgresql"] + (["scale"] if scale else [])
         metafunc.parametrize("backend_url", backends, indirect=True, scope="session")
 
 

@@ -3,16 +3,17 @@
 import random
 import time
 
+import pytest
+
 from tests.api.test_stream import SLOW, answer_id
 from tests.support import assert_responsive
-
-SCALE_MODE = True  # regenerate and edit run answers: also with Redis streams and a Celery worker
 
 
 def contents(view):
     return [m["content"] for m in view["messages"]]
 
 
+@pytest.mark.scale_mode  # answers generated: also with Redis streams and a worker
 def test_regenerate_three_times_keeps_every_version(api, fake_upstream):
     thread = api.thread()
     tid = thread["id"]
@@ -36,6 +37,7 @@ def test_regenerate_three_times_keeps_every_version(api, fake_upstream):
     assert view["current_leaf_id"] == newest["id"] and len(view["messages"]) == 2
 
 
+@pytest.mark.scale_mode  # answers generated: also with Redis streams and a worker
 def test_edit_in_the_middle_branches_and_switch_goes_back_and_forth(api):
     tid = api.thread()["id"]
     api.send(tid, "one")
@@ -118,6 +120,7 @@ def test_a_message_sent_after_a_question_edited_without_an_answer_follows_it(api
     assert answered.status_code == 422 and answered.json()["error"]["code"] == "invalid_parent"
 
 
+@pytest.mark.scale_mode  # answers generated: also with Redis streams and a worker
 def test_edit_a_cancelled_answer_and_regenerate_it(api):
     tid = api.thread()["id"]
     first = api.send(tid, SLOW, stop_after=4)
@@ -226,6 +229,7 @@ def test_health_stays_fast_while_the_longest_versions_are_compared(server, api):
     assert max(timings) < 5, timings  # in wall time on a shared machine; well under a second alone
 
 
+@pytest.mark.scale_mode  # answers generated: also with Redis streams and a worker
 def test_a_regenerate_or_an_edit_can_be_resumed_cancelled_and_cut_by_a_restart(own_server):
     from tests.api.test_stream import wait_for
 
